@@ -1,0 +1,194 @@
+"""K-shot sampling, saved splits, base/novel splits and class subsets for continual tasks.
+
+K-shot sampling reproduces the reference (Dassl's `generate_fewshot_dataset` after `random.seed(run seed)`): group
+the items by label in order of first appearance; for each label in that order take `random.sample(group, K)` (the
+whole group, in order, when it holds fewer than K); concatenate. The val split gets min(K, 4) shots from the same
+random stream, drawn after train. A `random.Random(seed)` instance gives the same draws as the seeded global `random`
+without touching global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+
+from jaxprompt.data import files
+from jaxprompt.data.types import Example, Source
+
+SPLIT_FORMAT = "jaxprompt-split-v1"
+
+
+def sample_shots(examples: Sequence[Example], shots: int, rng: random.Random, *, what: str = "train") -> list[Example]:
+  """K examples per label (see module docstring). shots <= 0 means all. Warns once when a class has fewer than K."""
+  if shots <= 0:
+    return list(examples)
+  groups: dict[int, list[Example]] = {}
+  for example in examples:
+    groups.setdefault(example.label, []).append(example)
+  chosen, short = [], []
+  for label, group in groups.items():
+    if len(group) >= shots:
+      chosen += rng.sample(group, shots)
+    else:
+      chosen += group
+      short.append((label, len(group)))
+  if short:
+    listed = ", ".join(f"label {label} ({n})" for label, n in short[:10]) + (" ..." if len(short) > 10 else "")
+    logging.warning("%s: %d class(es) have fewer than %d images, taking all of them: %s", what, len(short), shots,
+                    listed)
+  return chosen
+
+
+def few_shot_splits(splits: dict[str, list[Example]], shots: int, seed: int) -> dict[str, list[Example]]:
+  """The K-shot train split and min(K, 4)-shot val split of one run (seed); test (and anything else) unchanged."""
+  rng = random.Random(seed)
+  result = dict(splits)
+  result["train"] = sample_shots(splits["train"], shots, rng, what="train")
+  if "val" in splits:
+    result["val"] = sample_shots(splits["val"], min(shots, 4) if shots > 0 else shots, rng, what="val")
+  return result
+
+
+def few_shot_source(source: Source, shots: int, seed: int) -> Source:
+  """`source` with its train/val splits replaced by the K-shot draw of `seed`."""
+  return dataclasses.replace(source, splits=few_shot_splits(source.splits, shots, seed))
+
+
+# -- saved splits -------------------------------------------------------------------------------------------------
+
+def save_split(path: str, splits: dict[str, list[Example]], *, root: str | None = None, **metadata) -> None:
+  """Writes the splits as JSON: {"format", "metadata", split: [[key, label, classname, domain], ...]}.
+
+  String keys are stored relative to `root` when given (so the file moves with the data); int keys as they are.
+  `metadata` (source name, shots, seed, ...) is stored for the record.
+  """
+  def encode(example):
+    key = example.key
+    if root is not None and isinstance(key, str):
+      key = os.path.relpath(key, root)
+    return [key, example.label, example.classname, example.domain]
+
+  out = {"format": SPLIT_FORMAT, "metadata": metadata}
+  out.update({split: [encode(e) for e in examples] for split, examples in splits.items()})
+  files.write_json(path, out)
+
+
+def load_split(path: str, *, root: str | None = None, check_files: bool = True) -> dict[str, list[Example]]:
+  """Reads a file written by `save_split` (or a CoOp split file: [path, label, classname] entries).
+
+  Relative string keys are joined to `root`; with `check_files`, every string key must be an existing file.
+  """
+  data = files.read_json(path)
+  if not isinstance(data, dict):
+    raise ValueError(f"split file must hold a JSON object: {path}")
+  splits = {}
+  for split, entries in data.items():
+    if split in ("format", "metadata"):
+      continue
+    examples = []
+    for index, entry in enumerate(entries):
+      if not (isinstance(entry, list) and 3 <= len(entry) <= 4 and isinstance(entry[1], int)):
+        raise ValueError(f"{path}: {split}[{index}] is {entry!r}, expected [key, label, classname(, domain)]")
+      key = entry[0]
+      if root is not None and isinstance(key, str):
+        key = os.path.join(root, key)
+      examples.append(Example(key, entry[1], entry[2], entry[3] if len(entry) == 4 else None))
+    if check_files:
+      files.check_files_exist([e for e in examples if isinstance(e.key, str)], f"split file {path} ({split!r})")
+    splits[split] = examples
+  return splits
+
+
+def split_metadata(path: str) -> dict:
+  """The metadata stored by `save_split`."""
+  return files.read_json(path).get("metadata", {})
+
+
+# -- base/novel and class subsets ------------------------------------------------------------------------------------
+
+def base_novel_labels(labels: Sequence[int]) -> tuple[list[int], list[int]]:
+  """Sorted distinct labels split into base = first ceil(n/2) and novel = the rest (37 -> 19/18, 101 -> 51/50)."""
+  ordered = sorted(set(labels))
+  m = math.ceil(len(ordered) / 2)
+  return ordered[:m], ordered[m:]
+
+
+def select_classes(source: Source, labels: Sequence[int], *, relabel: bool = True, name: str | None = None) -> Source:
+  """Keeps only the examples of `labels` in every split.
+
+  relabel=True: label `labels_sorted[i]` becomes i and class names are subset to match (a task's own label space).
+  relabel=False: labels and class names are kept (for a union classifier over several tasks).
+  """
+  keep = sorted(set(labels))
+  bad = [label for label in keep if not 0 <= label < source.num_classes]
+  if bad:
+    raise ValueError(f"{source.name}: labels {bad} are outside 0..{source.num_classes - 1}")
+  new_label = {old: (new if relabel else old) for new, old in enumerate(keep)}
+  splits = {split: [dataclasses.replace(e, label=new_label[e.label]) for e in examples if e.label in new_label]
+            for split, examples in source.splits.items()}
+  classnames, raw, superset = source.classnames, source.raw_classnames, source.superset_labels
+  if relabel:
+    classnames = [source.classnames[label] for label in keep]
+    raw = [source.raw_classnames[label] for label in keep]
+    superset = [source.superset_labels[label] for label in keep] if source.superset_labels is not None else None
+  return dataclasses.replace(source, name=name or source.name, classnames=classnames, raw_classnames=raw,
+                             splits=splits, superset_labels=superset)
+
+
+def subsample_classes(source: Source, subset: str) -> Source:
+  """Base-to-novel: subset "all" (unchanged), "base" or "novel" (relabelled 0..m-1, ascending original label).
+
+  Like the reference, the labels are those present in the train split (all classes after K-shot sampling).
+  """
+  if subset == "all":
+    return source
+  if subset not in ("base", "novel"):
+    raise ValueError(f"subset must be 'all', 'base' or 'novel', got {subset!r}")
+  present = [e.label for e in source.splits["train"]] if "train" in source.splits else range(source.num_classes)
+  base, novel = base_novel_labels(present)
+  return select_classes(source, base if subset == "base" else novel, name=f"{source.name}/{subset}")
+
+
+def class_chunks(num_classes: int, num_tasks: int) -> list[list[int]]:
+  """Labels 0..num_classes-1 in `num_tasks` contiguous chunks, earlier chunks one larger when uneven
+  (2 tasks = the base half, then the novel half)."""
+  if not 1 <= num_tasks <= num_classes:
+    raise ValueError(f"num_tasks must be in 1..{num_classes}, got {num_tasks}")
+  return [chunk.tolist() for chunk in np.array_split(np.arange(num_classes), num_tasks)]
+
+
+def continual_tasks(source: Source, num_tasks: int = 2) -> list[Source]:
+  """Disjoint class-subset tasks, each relabelled to its own 0..m-1 (use `select_classes(..., relabel=False)` with
+  the union of seen chunks for a union classifier)."""
+  return [select_classes(source, chunk, name=f"{source.name}/task{t}")
+          for t, chunk in enumerate(class_chunks(source.num_classes, num_tasks))]
+
+
+def few_shot_source_recorded(source: Source, shots: int, seed: int, path: str, *,
+                             split_file: str | None = None) -> Source:
+  """The run's K-shot source, recorded in (and on resume re-read from) `path` in the workdir.
+
+  split_file: a split written earlier (by `save_split`) to train on instead of drawing one; it is copied to `path`.
+  Otherwise `path` is reused when it exists (a resumed run) and drawn with `few_shot_splits` and saved when not.
+  Test splits are not stored (they are the source's own); only train/val are.
+  """
+  given = split_file or (path if os.path.exists(path) else None)
+  if given is None:
+    drawn = few_shot_splits(source.splits, shots, seed)
+    chosen = {split: drawn[split] for split in ("train", "val") if split in drawn}
+  else:
+    chosen = load_split(given)
+    bad = [(split, e.key, e.label) for split, examples in chosen.items() for e in examples
+           if not 0 <= e.label < source.num_classes]
+    if bad:
+      raise ValueError(f"split file {given}: {len(bad)} example(s) have labels outside 0..{source.num_classes - 1} "
+                       f"of {source.name}, first {bad[0]}")
+  if given != path:
+    save_split(path, chosen, source=source.name, shots=shots, seed=seed, drawn_from=given or "few_shot_splits")
+  return dataclasses.replace(source, splits={**source.splits, **chosen})

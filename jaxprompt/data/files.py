@@ -1,0 +1,130 @@
+"""File-system helpers shared by the folder-based sources: the default image reader, image listings, split files.
+
+Every error names the path it is about, so a user can fix their dataset tree without reading this code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from jaxprompt.data.types import CorruptImageError, Example
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def read_image_file(path: str) -> np.ndarray:
+  """Decodes an image file to uint8 (H, W, 3) RGB (greyscale, palette and alpha images are converted).
+
+  Raises FileNotFoundError for a missing file and `CorruptImageError` (naming the file) for one that cannot be decoded.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"image file not found: {path}")
+  try:
+    with Image.open(path) as image:
+      image.load()  # PIL decodes lazily: force the decode here so truncated files fail inside the try
+      rgb = image.convert("RGB")
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
+    raise CorruptImageError(f"cannot decode image {path}: {error}") from error
+  return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_example_file(example: Example) -> np.ndarray:
+  """The `ImageReader` of the folder-based sources: `example.key` is the image's path."""
+  return read_image_file(str(example.key))
+
+
+def is_image_file(name: str) -> bool:
+  return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def require_dir(path: str, what: str = "dataset folder") -> str:
+  """Returns `path` if it is a directory, else raises FileNotFoundError naming it."""
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+  return path
+
+
+def require_file(path: str, what: str = "file") -> str:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+  return path
+
+
+def list_subdirs(path: str, ignore: Iterable[str] = ()) -> list[str]:
+  """Sorted names of the non-hidden sub-folders of `path` (which must exist)."""
+  require_dir(path)
+  ignored = set(ignore)
+  return sorted(entry.name for entry in os.scandir(path)
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in ignored)
+
+
+def list_images(folder: str) -> list[str]:
+  """Sorted file names of the images in `folder`; raises ValueError naming the folder when it holds none."""
+  require_dir(folder, "class folder")
+  names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file() and is_image_file(entry.name))
+  if not names:
+    raise ValueError(f"class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}")
+  return names
+
+
+def dataset_dir(root: str | os.PathLike, folder: str, marker: str | None = None) -> str:
+  """The dataset's own folder: `<root>/<folder>` (the CoOp convention, root = the datasets root), or `root` itself
+  when it already is that folder (it contains `marker`, or its name is `folder`)."""
+  root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+  require_dir(root, "dataset root")
+  nested = os.path.join(root, folder)
+  if os.path.isdir(nested):
+    return nested
+  if os.path.basename(root) == folder or (marker is not None and os.path.exists(os.path.join(root, marker))):
+    return root
+  raise FileNotFoundError(f"dataset folder not found: {nested} (root {root} has no {folder!r} sub-folder)")
+
+
+def check_files_exist(examples: Sequence[Example], listed_in: str) -> None:
+  """Raises FileNotFoundError naming the first few missing files (and the list that names them)."""
+  missing = [str(example.key) for example in examples if not os.path.isfile(str(example.key))]
+  if missing:
+    shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} missing in total)" if len(missing) > 5 else "")
+    raise FileNotFoundError(f"{listed_in} lists image files that do not exist: {shown}")
+
+
+def read_json(path: str, what: str = "split file"):
+  require_file(path, what)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{what} is not valid JSON: {path}: {error}") from error
+
+
+def write_json(path: str, obj) -> None:
+  """Writes atomically (temp file + rename) so a crash never leaves half a split file behind."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def classnames_from_labels(pairs: Iterable[tuple[int, str]], where: str) -> list[str]:
+  """Class names indexed by label from (label, name) pairs; labels must be 0..n-1, each with one name."""
+  names: dict[int, str] = {}
+  for label, name in pairs:
+    if names.setdefault(label, name) != name:
+      raise ValueError(f"{where}: label {label} has two class names, {names[label]!r} and {name!r}")
+  if not names:
+    raise ValueError(f"{where}: no examples")
+  missing = sorted(set(range(max(names) + 1)) - set(names))
+  if missing or min(names) < 0:
+    raise ValueError(f"{where}: labels must be 0..{max(names)} with none missing; missing {missing[:10]}")
+  return [names[label] for label in range(len(names))]
+
+
+def prompt_name(raw: str) -> str:
+  """Prompt-ready class name: underscores become spaces ("american_bulldog" -> "american bulldog")."""
+  return raw.replace("_", " ")
