@@ -5,7 +5,8 @@
 * a directory holding `config.json` + a PyTorch-named `model.safetensors` (no torch needed),
 * an OpenAI-format state dict file (`.npz`; `.pt` when torch is installed), mapped as in specs/clip.md,
 * a hub id such as `openai/clip-vit-base-patch16` (needs the network),
-* `"embedded"`: the mini CLIP shipped with the package (the shapes world's backbone).
+* `"embedded"`: the mini CLIP shipped with the package (the shapes world's backbone),
+* `"tiny-random[:seed]"`: a tiny random CLIP with a word-level test vocabulary (smoke tests; meaningless numbers).
 
 Every path checks the loaded tree against the shapes the config implies and names the first mismatch.
 """
@@ -248,6 +249,10 @@ def load(source: str, *, tokenizer: str | None = None, heads: tuple[int, int] | 
   tokenizer: directory (or hub id) of the tokenizer files when `source` has none (OpenAI state dicts).
   heads: (text, vision) attention heads for an OpenAI state dict, when not width // 64.
   """
+  if source.startswith("tiny-random"):
+    import tempfile  # pylint: disable=g-import-not-at-top
+    seed = int(source.split(":")[1]) if ":" in source else 0
+    return random_backbone(tempfile.mkdtemp(prefix="tiny_clip_"), seed=seed)
   if source == "embedded":
     from jaxprompt.world import assets  # pylint: disable=g-import-not-at-top
     return load(assets.mini_clip_directory())

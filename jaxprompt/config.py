@@ -1,0 +1,103 @@
+"""The run config every `configs/*.py` file starts from, and the parser for their `:arg` strings.
+
+A config file is `get_config(arg: str | None) -> ConfigDict`; `arg` is a small comma-separated string such as
+`dataset=dtd,shots=16,seed=1` (parsed by `parse_arg`). The returned config is locked by `main`, so an override of a
+key that does not exist (`--config.optim.lrr=1`) fails naming the key.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+from jaxprompt import methods
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with defaults. Config files change what their setting needs."""
+  config = ml_collections.ConfigDict()
+  config.seed = 1                 # run seed: few-shot draw, shuffling, augmentation, prompt init
+  config.backbone = "embedded"    # "embedded" (the shipped mini CLIP), a local directory, an .npz/.pt file or a hub id
+  config.backbone_tokenizer = ""  # tokenizer directory/hub id when the weights have none (OpenAI state dicts)
+  config.smoke = False            # shrink everything (set by config files through `apply_smoke`)
+  config.multihost = False        # call jax.distributed.initialize() (also env JAXPROMPT_MULTIHOST=1)
+  config.num_devices = 0          # devices in the data mesh (0 = all)
+  config.eval_only = False        # evaluate the workdir's checkpoint (or `eval_prompts`) without training
+  config.eval_prompts = ""        # a prompt export (prompts.npz) to evaluate instead of the workdir's checkpoint
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "world_shapes"  # registered data source (see jaxprompt.data.registry.known_sources())
+  config.data.root = ""              # dataset root for file-based sources
+  config.data.options = ml_collections.ConfigDict()  # extra source options (e.g. domain="Art")
+  config.data.shots = 16             # K shots per class from train (<= 0: all)
+  config.data.split_file = ""        # a split written by an earlier run, to train on exactly those examples
+  config.data.protocol = "all"       # "all" (all-class accuracy) or "base2novel"
+  config.data.targets = ()           # extra evaluation datasets (domain generalisation / cross-dataset)
+  config.data.target_options = ml_collections.ConfigDict()  # per-target source options: {name: {...}}
+  config.data.eval_batch_size = 64
+  config.data.workers = 0            # decoding threads (0 = automatic)
+
+  config.method = methods.default_config()
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = "sgd"            # "sgd" (momentum, coupled weight decay; the papers') or "adamw"
+  config.optim.lr = 0.002
+  config.optim.momentum = 0.9
+  config.optim.weight_decay = 5e-4
+  config.optim.epochs = 10
+  config.optim.batch_size = 32
+  config.optim.schedule = "epoch_cosine"  # "epoch_cosine" (the papers'), "step_cosine" or "constant"
+  config.optim.warmup_epochs = 1       # constant warm-up epochs at warmup_lr (epoch_cosine)
+  config.optim.warmup_lr = 1e-5
+  config.optim.warmup_steps = 0        # linear warm-up steps (step_cosine)
+
+  config.train = ml_collections.ConfigDict()
+  config.train.max_steps = 0           # stop after this many steps (0 = epochs * steps_per_epoch)
+  config.train.log_every = 10          # steps between progress/metrics lines
+  config.train.checkpoint_every = 0    # steps between checkpoints (0 = once per epoch); always at the end
+  config.train.keep_checkpoints = 2
+  config.train.stop_after = 0          # stop (as if interrupted) after this many steps of this invocation (tests)
+  return config
+
+
+def parse_arg(arg: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
+  """'dataset=dtd,shots=4' -> {'dataset': 'dtd', 'shots': 4, ...defaults}; unknown keys fail naming them.
+
+  Values are parsed as Python literals when possible (4, 0.5, True), else kept as strings. Each value takes the
+  type of its default.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    if "=" not in item:
+      raise ValueError(f"config argument {item!r} is not key=value (known keys: {', '.join(defaults)})")
+    key, raw = item.split("=", 1)
+    if key not in defaults:
+      raise KeyError(f"unknown config argument {key!r}; known: {', '.join(defaults)}")
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    default = defaults[key]
+    if isinstance(default, bool):
+      value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+      raise ValueError(f"config argument {key}={raw!r} must be a number")
+    elif isinstance(default, str):
+      value = str(value) if not isinstance(value, str) else value
+    values[key] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
+        else value
+  return values
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a seconds-long run: few shots, tiny batches, two epochs, a handful of steps."""
+  config.smoke = True
+  config.data.shots = min(config.data.shots, 2) if config.data.shots > 0 else 2
+  config.data.eval_batch_size = 16
+  config.optim.batch_size = min(config.optim.batch_size, 8)
+  config.optim.epochs = min(config.optim.epochs, 2)
+  config.train.max_steps = 6
+  config.train.log_every = 2
+  return config

@@ -1,0 +1,42 @@
+"""Command line: `python -m jaxprompt.main --config configs/<setting>.py[:arg] --workdir DIR [--config.a.b=v]`.
+
+The config file's `get_config(arg)` builds the run config; it is locked, so an override of a key that does not exist
+fails naming the key. `--mode eval` evaluates the workdir's prompts (or `--config.eval_prompts`) without training.
+"""
+
+import logging
+import os
+import sys
+import warnings
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file: configs/<setting>.py[:arg].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (the run's state).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval only.")
+
+
+def main(argv):
+  del argv
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax and friends log every file they touch at INFO
+  logging.getLogger("jaxprompt").setLevel(logging.INFO)
+  warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are deprecated.*")
+  from jaxprompt import train  # imported here so --help stays fast
+
+  config = _CONFIG.value
+  if _MODE.value == "eval":
+    config.eval_only = True
+  if config.get("run_kind", "single") != "single":
+    from jaxprompt import runs  # multi-task, continual and demo runs have their own drivers
+    runs.run(config, _WORKDIR.value)
+  else:
+    train.run(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  flags.mark_flags_as_required(["config", "workdir"])
+  sys.exit(app.run(main))
