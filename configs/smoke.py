@@ -2,15 +2,15 @@
 
     python -m jaxprompt.main --config configs/smoke.py:method=coop,seed=1 --workdir /tmp/smoke
 
-Backbone: a tiny random CLIP written into the workdir's parent on first use (`backbone=random:<dir>`), so the run needs
-no downloads. Numbers are meaningless (random weights); the run checks that every phase works.
+Backbone: a tiny random CLIP with a word-level vocabulary (`backbone=tiny-random`, made in a temp dir; no downloads). Numbers are meaningless (random weights); the run checks that every phase works.
 """
 
 from jaxprompt.config import apply_smoke, base_config, parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, {"method": "coop", "seed": 1, "dataset": "world_shapes", "protocol": "all", "backbone": "embedded"})
+  args = parse_arg(arg, {"method": "coop", "seed": 1, "dataset": "world_shapes", "protocol": "all",
+                         "backbone": "tiny-random"})
   config = base_config()
   config.seed = args["seed"]
   config.backbone = args["backbone"]

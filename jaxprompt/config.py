@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.workers = 0            # decoding threads (0 = automatic)
 
   config.method = methods.default_config()
+  config.method.templates = []     # the dataset's templates (its first, or all with method.ensemble=True)
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "sgd"            # "sgd" (momentum, coupled weight decay; the papers') or "adamw"
@@ -101,3 +102,34 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.max_steps = 6
   config.train.log_every = 2
   return config
+
+
+PAPER_ARGS = {"dataset": "imagenet", "shots": 16, "seed": 1, "root": "", "backbone": "openai/clip-vit-base-patch16",
+              "smoke": False}
+"""The `:arg` keys every paper config accepts (a config may add its own)."""
+
+
+def paper_config(arg: str | None, *, method: str, protocol: str, lr: float, epochs: int, batch_size: int,
+                 extra_args: dict[str, Any] | None = None) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """A paper setting: dataset/shots/seed/root/backbone/smoke from `arg`, optimiser as the papers' tables say.
+
+  Returns (config, parsed args) so the config file can set its method options from its own extra args. The caller
+  must call `finish(config, args)` last (it applies `smoke`).
+  """
+  args = parse_arg(arg, {**PAPER_ARGS, **(extra_args or {})})
+  config = base_config()
+  config.seed = args["seed"]
+  config.backbone = args["backbone"]
+  config.data.name = args["dataset"]
+  config.data.root = args["root"]
+  config.data.shots = args["shots"]
+  config.data.protocol = protocol
+  config.method.name = method
+  config.optim.lr = lr
+  config.optim.epochs = epochs
+  config.optim.batch_size = batch_size
+  return config, args
+
+
+def finish(config: ml_collections.ConfigDict, args: dict[str, Any]) -> ml_collections.ConfigDict:
+  return apply_smoke(config) if args.get("smoke") else config

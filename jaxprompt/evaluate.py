@@ -30,7 +30,7 @@ def build_method(method_config: ml_collections.ConfigDict, backbone, classnames:
   """The configured method over a class list; an empty `templates` config means the dataset's templates."""
   config = ml_collections.ConfigDict(method_config.to_dict())
   if not config.templates:
-    config.templates = list(templates)
+    config.templates = list(templates) if config.ensemble else list(templates[:1])
   return methods.build(config.name, config, backbone, classnames)
 
 

@@ -112,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     log.warning("%d corrupt image(s) were skipped: %s", len(corrupt), ", ".join(corrupt[:10]))
   results = {
       "run": {"method": _method_label(config.method), "dataset": config.data.name, "shots": config.data.shots,
-              "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone, "options": {}},
+              "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone, "options": _method_options(config.method)},
       "metrics": metrics,
       "trainable_params": method.num_trainable(),
       "time_s": time.time() - start_time,
@@ -122,6 +122,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   reporting.write_results(workdir, results)
   print(reporting.results_table(results), flush=True)
   return results
+
+
+def _method_options(method_config) -> dict[str, Any]:
+  """The active method's own options as dotted keys (what sweeps ablate), e.g. {"method.rpo.k": 24}."""
+  names = [method_config.name] + ([method_config.lamm.base] if method_config.name == "lamm" else [])
+  return {f"method.{name}.{key}": value for name in names if name in method_config
+          for key, value in method_config[name].to_dict().items()}
 
 
 def _method_label(method_config) -> str:

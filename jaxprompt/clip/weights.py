@@ -25,6 +25,9 @@ from jaxprompt.clip.tokenizer import Tokenizer
 
 Params = dict[str, Any]
 
+# The shapes world's pretrained mini CLIP, shipped inside the package (see jaxprompt/world/assets/mini_clip/RECORD.md).
+EMBEDDED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "world", "assets", "mini_clip")
+
 
 @dataclasses.dataclass
 class Backbone:
@@ -254,8 +257,7 @@ def load(source: str, *, tokenizer: str | None = None, heads: tuple[int, int] | 
     seed = int(source.split(":")[1]) if ":" in source else 0
     return random_backbone(tempfile.mkdtemp(prefix="tiny_clip_"), seed=seed)
   if source == "embedded":
-    from jaxprompt.world import assets  # pylint: disable=g-import-not-at-top
-    return load(assets.mini_clip_directory())
+    return load(EMBEDDED)
   if os.path.isdir(source):
     return _load_directory(source, tokenizer)
   if os.path.isfile(source):

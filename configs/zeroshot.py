@@ -1,0 +1,22 @@
+"""Zero-shot CLIP: class features of the dataset's template (or an ensemble), nothing trained.
+
+    python -m jaxprompt.main --config configs/zeroshot.py:dataset=dtd,root=/data --workdir runs/zs_dtd
+    python -m jaxprompt.main --config configs/zeroshot.py:dataset=dtd,root=/data,protocol=base2novel --workdir runs/zs_b2n_dtd
+
+Published (ViT-B/16): base-to-novel average over 11 datasets 69.34 / 74.22 / HM 71.70 (CoCoOp's table);
+all-class zero-shot average 65.3 (LAMM's figure). Per dataset (all classes): Caltech101 92.9, DTD 44.5,
+FGVCAircraft 24.8, OxfordPets 89.1, StanfordCars 65.3, Flowers102 71.3, Food101 86.1, ImageNet 66.7, SUN397 62.5,
+EuroSAT 47.8, UCF101 66.8.
+`ensemble=True` averages the features of every template the dataset source lists (the shapes world lists many).
+"""
+
+from jaxprompt.config import finish, paper_config
+
+
+def get_config(arg=None):
+  config, args = paper_config(arg, method="zeroshot", protocol="all", lr=0.0, epochs=0, batch_size=32,
+                              extra_args={"protocol": "all", "ensemble": False})
+  config.data.protocol = args["protocol"]
+  config.method.ensemble = args["ensemble"]
+  config.eval_only = True
+  return finish(config, args)
