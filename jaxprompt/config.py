@@ -18,6 +18,7 @@ from jaxprompt import methods
 def base_config() -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults. Config files change what their setting needs."""
   config = ml_collections.ConfigDict()
+  config.run_kind = "single"      # "single" (train.py), "multitask", "continual" or "demo": which driver runs
   config.seed = 1                 # run seed: few-shot draw, shuffling, augmentation, prompt init
   config.backbone = "embedded"    # "embedded" (the shipped mini CLIP), a local directory, an .npz/.pt file or a hub id
   config.backbone_tokenizer = ""  # tokenizer directory/hub id when the weights have none (OpenAI state dicts)

@@ -4,6 +4,7 @@ The config file's `get_config(arg)` builds the run config; it is locked, so an o
 fails naming the key. `--mode eval` evaluates the workdir's prompts (or `--config.eval_prompts`) without training.
 """
 
+import importlib
 import logging
 import os
 import sys
@@ -24,16 +25,14 @@ def main(argv):
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax and friends log every file they touch at INFO
   logging.getLogger("jaxprompt").setLevel(logging.INFO)
   warnings.filterwarnings("ignore", message=".*TensorFlow and JAX classes are deprecated.*")
-  from jaxprompt import train  # imported here so --help stays fast
-
   config = _CONFIG.value
   if _MODE.value == "eval":
     config.eval_only = True
-  if config.get("run_kind", "single") != "single":
-    from jaxprompt import runs  # multi-task, continual and demo runs have their own drivers
-    runs.run(config, _WORKDIR.value)
-  else:
-    train.run(config, _WORKDIR.value)
+  drivers = {"single": "jaxprompt.train", "multitask": "jaxprompt.multitask", "continual": "jaxprompt.continual",
+             "demo": "jaxprompt.demo"}
+  if config.run_kind not in drivers:
+    raise ValueError(f"config.run_kind={config.run_kind!r}: expected one of {', '.join(drivers)}")
+  importlib.import_module(drivers[config.run_kind]).run(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":
