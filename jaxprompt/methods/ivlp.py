@@ -1,0 +1,75 @@
+"""IVLP: independent (uncoupled) deep text and vision prompts.
+
+Trainable:
+  `text_prompts`   (depth_t, n_t, D_text): layer 0 in text slots 1..n_t of "a photo of a {name}." (initialised from
+                   the first n_t tokens of `ctx_init` when it has that many, else normal 0.02 with "X" placeholders);
+                   layers 1.. overwrite those slots before text blocks 1..depth_t-1 (normal std 0.02)
+  `vision_prompts` (depth_v, n_v, D_vision), normal std 0.02, placed as in VPT-deep
+ViT-B/16, 2+2 tokens, depth 12/12: 30,720 parameters.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxprompt.methods.base import prompt_names, register
+from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prompts, deep_text, encode_embeddings,
+                                         image_features_with_prompts, phrase_embeddings, placeholder_template,
+                                         write_slots)
+
+
+@register("ivlp")
+class IVLP(PromptedMethod):
+  """Independent vision-language prompting."""
+
+  @staticmethod
+  def default_options() -> ml_collections.ConfigDict:
+    options = ml_collections.ConfigDict()
+    options.text_tokens = 2             # n_t
+    options.vision_tokens = 2           # n_v
+    options.text_depth = 12             # depth_t
+    options.vision_depth = 12           # depth_v
+    options.ctx_init = "a photo of a"   # template words; the first n_t initialise layer 0 ("" = random)
+    options.init_std = 0.02
+    return options
+
+  def __init__(self, config, backbone, classnames):
+    super().__init__(config, backbone, classnames)
+    o = self.options
+    for option, value in (("text_tokens", o.text_tokens), ("vision_tokens", o.vision_tokens),
+                          ("text_depth", o.text_depth), ("vision_depth", o.vision_depth)):
+      if value < 1:
+        raise ValueError(f"ivlp.{option} must be >= 1 (got {value})")
+    check_depth("ivlp.text_depth", o.text_depth, self.clip.text.depth)
+    check_depth("ivlp.vision_depth", o.vision_depth, self.clip.vision.depth)
+    words = phrase_embeddings(backbone, o.ctx_init) if o.ctx_init else None
+    if words is not None and len(words) >= o.text_tokens:
+      self.ctx_init, template = words[:o.text_tokens], o.ctx_init + " {}."
+    else:
+      self.ctx_init, template = None, placeholder_template(o.text_tokens)
+    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, n_slots=o.text_tokens,
+                                 trim=config.trim_text)
+    self.context_end = 1 + o.text_tokens
+
+  def init(self, rng):
+    """{'text_prompts': (depth_t, n_t, D_text), 'vision_prompts': (depth_v, n_v, D_vision)}."""
+    o = self.options
+    text_rng, vision_rng = jax.random.split(rng)
+    text = o.init_std * jax.random.normal(text_rng, (o.text_depth, o.text_tokens, self.clip.text.width))
+    if self.ctx_init is not None:
+      text = text.at[0].set(jnp.asarray(self.ctx_init))
+    vision = o.init_std * jax.random.normal(vision_rng, (o.vision_depth, o.vision_tokens, self.clip.vision.width))
+    return {"text_prompts": text, "vision_prompts": vision}
+
+  def prompt_embeddings(self, trainable, frozen):
+    embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
+    return write_slots(embeds, trainable["text_prompts"][0], self.prompts.slots)
+
+  def encode_prompts(self, trainable, frozen, embeds):
+    deep = deep_text(self.prompts, trainable["text_prompts"])
+    return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, deep=deep, chunk=self.config.text_chunk)
+
+  def image_embedding(self, trainable, frozen, images):
+    return image_features_with_prompts(self.clip, frozen, images, trainable["vision_prompts"])

@@ -1,0 +1,209 @@
+"""LAMM (Gao et al., AAAI 2024): trainable label embeddings in place of the class-name tokens, plus a hierarchical loss.
+
+`lamm.base` picks what LAMM stacks on: "none" (a frozen template `lamm.template` on CLIP), "coop", "maple", or any
+registered `PromptedMethod` whose text prompt contains the class name ("ivlp", "vpt", ...). The base reads its own
+options (`config.coop`, `config.maple`, ...; CoOp+LAMM in the paper uses `coop.ctx_init="a photo of a"`).
+
+Trainable: the base's leaves plus `labels` (C_all, M, D_text), merged flat into one dict. M = `tokens_per_label`
+(0 = the shortest class name's BPE length). `labels[c]` replaces the first M name tokens of class c (placement
+"name"), or, for MaPLe with `maple_placement="after_ctx"` (the reference code), the M tokens right after MaPLe's
+context (the full name stays). Init "name": the name's first M token embeddings; "random": normal std 0.02 drawn
+from `init_seed`. `labels0` (the initial values) is a constant of the method object, exposed for checkpoints.
+
+Loss: CE(z, y) + w_wc L_wc + w_cos L_cos + w_kd L_kd with z (label prompts) and z0 (original names, current base
+context); each term is reported (`loss_ce`, `loss_wc`, `loss_cos`, `loss_kd`). For base "none" the reference features
+f0 are constant and cached at construction.
+
+Class subsets (continual learning): a method built over the dataset's full class list owns the full `labels` table.
+`method.for_rows(indices)` (or `for_classes(names)` with names from that list) returns the same method over those
+classes only: its logits are (B, len(indices)) in that order, it reads and trains only `labels[indices]`, and its
+L_wc covers only those rows, so other rows get exactly zero gradient (mind weight decay in the optimiser, which
+would still shrink them). The trainable tree is the same for every subset.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from ml_collections import config_dict
+
+from jaxprompt.clip.model import CLIP, cosine_logits, normalize
+from jaxprompt.methods.base import Method, accuracy, build, cross_entropy, prompt_names, register
+from jaxprompt.methods.prompting import PromptedMethod, class_prompts, text_params, write_slots
+
+
+class FixedTemplate(PromptedMethod):
+  """LAMM's base "none": the frozen template `lamm.template` on CLIP, nothing trainable."""
+
+  name = "lamm"
+
+  def __init__(self, config, backbone, classnames):
+    super().__init__(config, backbone, classnames)
+    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), self.options.template,
+                                 trim=config.trim_text)
+
+  def init(self, rng):
+    return {}
+
+
+@register("lamm")
+class LAMM(Method):
+  """Label alignment on top of a base method (see the module docstring)."""
+
+  @staticmethod
+  def default_options() -> ml_collections.ConfigDict:
+    options = ml_collections.ConfigDict()
+    options.base = "none"               # "none" | "coop" | "maple" | any PromptedMethod with the name in its prompt
+    options.template = "a photo of a {}."  # the frozen template of base "none"
+    options.tokens_per_label = 0        # M; 0 = min over classes of the name's token count
+    options.init = "name"               # "name" | "random"
+    options.init_seed = 0               # seed of init="random" (labels0 must be known at construction)
+    options.w_wc = config_dict.FieldReference(1.0, field_type=object)  # float, or "1/shots" (uses `shots`)
+    options.shots = 0                   # shots per class, for w_wc="1/shots"
+    options.w_cos = 1.0
+    options.w_kd = 0.05
+    options.temperature = 2.0           # T of L_kd
+    options.maple_placement = "name"    # "name" (paper) | "after_ctx" (reference code, MaPLe base only)
+    return options
+
+  def __init__(self, config, backbone, classnames, rows: Sequence[int] | None = None):
+    super().__init__(config, backbone, classnames)
+    options = self.options
+    self.all_classnames = list(classnames)
+    self.rows = np.arange(len(classnames)) if rows is None else np.asarray(rows, np.int64)
+    self.classnames = [self.all_classnames[i] for i in self.rows]
+    self.base = self._build_base(options.base)
+    self.weight_wc = self._weight_wc(options.w_wc, options.shots)
+
+    names = prompt_names(self.all_classnames)
+    name_ids = [self.tokenizer.encode(name) for name in names]
+    self.tokens_per_label = options.tokens_per_label or min(len(ids) for ids in name_ids)
+    for name, ids in zip(names, name_ids):
+      if len(ids) < self.tokens_per_label:
+        raise ValueError(f"class {name!r} has {len(ids)} name tokens, fewer than lamm.tokens_per_label="
+                         f"{self.tokens_per_label}")
+    self._labels0 = self._initial_labels(options, [ids[:self.tokens_per_label] for ids in name_ids])
+    self.label_positions = self._label_positions(options.maple_placement)  # (C_task, M)
+    self.cached_f0 = None
+    if options.base == "none":
+      self.cached_f0 = np.asarray(jax.jit(self.base.text_embedding)({}, text_params(backbone.params)))
+
+  # --- construction -------------------------------------------------------------------------------------------------
+  def _build_base(self, base: str) -> PromptedMethod:
+    if base == "none":
+      return FixedTemplate(self.config, self.backbone, self.classnames)
+    if base == "lamm":
+      raise ValueError("lamm.base cannot be 'lamm'")
+    method = build(base, self.config, self.backbone, self.classnames)
+    if not isinstance(method, PromptedMethod):
+      raise ValueError(f"lamm.base={base!r}: LAMM needs a method whose text prompt contains the class name "
+                       f"(a PromptedMethod such as coop, maple, ivlp, vpt), or 'none'")
+    return method
+
+  @staticmethod
+  def _weight_wc(w_wc, shots: int) -> float:
+    if isinstance(w_wc, str):
+      if w_wc.replace(" ", "") == "1/shots":
+        if shots <= 0:
+          raise ValueError("lamm.w_wc='1/shots' needs lamm.shots > 0")
+        return 1.0 / shots
+      try:
+        return float(w_wc)
+      except ValueError:
+        raise ValueError(f"lamm.w_wc={w_wc!r}: use a number or '1/shots'") from None
+    return float(w_wc)
+
+  def _initial_labels(self, options, label_ids: list[list[int]]) -> np.ndarray:
+    """(C_all, M, D_text) initial label embeddings."""
+    if options.init == "name":
+      table = np.asarray(CLIP.token_embedding_table(self.backbone.params))
+      return table[np.asarray(label_ids, np.int64)].astype(np.float32)
+    if options.init == "random":
+      shape = (len(label_ids), self.tokens_per_label, self.clip.text.width)
+      return np.asarray(0.02 * jax.random.normal(jax.random.key(options.init_seed), shape, jnp.float32))
+    raise ValueError(f"lamm.init={options.init!r}: use 'name' or 'random'")
+
+  def _label_positions(self, placement: str) -> np.ndarray:
+    spans, m = self.base.prompts.name_spans, self.tokens_per_label
+    if placement == "name":
+      return (spans[:, :1] + np.arange(m)[None]).astype(np.int32)
+    if placement != "after_ctx":
+      raise ValueError(f"lamm.maple_placement={placement!r}: use 'name' or 'after_ctx'")
+    if self.options.base != "maple":
+      raise ValueError("lamm.maple_placement='after_ctx' applies to lamm.base='maple' only")
+    start = self.base.context_end
+    if (spans[:, 0] < start + m).any():
+      raise ValueError(f"maple_placement='after_ctx': the template has fewer than {m} tokens between the context "
+                       "and the class name (use a longer maple.ctx_init)")
+    return np.broadcast_to(start + np.arange(m), (len(spans), m)).astype(np.int32)
+
+  @property
+  def labels0(self) -> np.ndarray:
+    """(C_all, M, D_text) the initial label embeddings (the L_wc anchor; save with checkpoints)."""
+    return self._labels0
+
+  def for_rows(self, rows: Sequence[int]) -> "LAMM":
+    """The same method over classes `rows` of the full class list (same trainable tree; see module docstring)."""
+    return LAMM(self.config, self.backbone, self.all_classnames, rows=rows)
+
+  def for_classes(self, classnames):
+    unknown = [name for name in classnames if name not in self.all_classnames]
+    if unknown:
+      raise ValueError(f"lamm learns one label embedding per class and has none for {unknown[:5]}; build it over "
+                       "the full class list and use for_rows / for_classes with a subset of it")
+    return self.for_rows([self.all_classnames.index(name) for name in classnames])
+
+  # --- the face -----------------------------------------------------------------------------------------------------
+  def init(self, rng):
+    """The base's leaves plus {'labels': (C_all, M, D_text)} = labels0."""
+    trainable = dict(self.base.init(rng))
+    if "labels" in trainable:
+      raise ValueError(f"lamm.base={self.options.base!r} already has a leaf named 'labels'")
+    trainable["labels"] = jnp.asarray(self._labels0)
+    return trainable
+
+  @staticmethod
+  def _split(trainable):
+    return {k: v for k, v in trainable.items() if k != "labels"}, trainable["labels"]
+
+  def label_features(self, trainable, frozen) -> jax.Array:
+    """Text features f (C_task, E) of the prompts with labels[rows] in the label positions."""
+    base_trainable, labels = self._split(trainable)
+    embeds = self.base.prompt_embeddings(base_trainable, frozen)
+    embeds = write_slots(embeds, labels[self.rows], self.label_positions)
+    return self.base.encode_prompts(base_trainable, frozen, embeds)
+
+  def reference_features(self, trainable, frozen) -> jax.Array:
+    """f0 (C_task, E): the original name embeddings with the current base context (cached for base 'none')."""
+    if self.cached_f0 is not None:
+      return jnp.asarray(self.cached_f0)
+    return self.base.text_embedding(self._split(trainable)[0], frozen)
+
+  def logits(self, trainable, frozen, images):
+    image = self.base.image_embedding(self._split(trainable)[0], frozen, images)
+    return cosine_logits(self.clip.logit_scale(frozen), image, self.label_features(trainable, frozen))
+
+  def loss(self, trainable, frozen, images, labels):
+    """CE + w_wc L_wc + w_cos L_cos + w_kd L_kd (spec lamm.md); metrics hold each term."""
+    options = self.options
+    scale = self.clip.logit_scale(frozen)
+    image = normalize(self.base.image_embedding(self._split(trainable)[0], frozen, images))
+    f = normalize(self.label_features(trainable, frozen))
+    f0 = normalize(self.reference_features(trainable, frozen))
+    z, z0 = scale * image @ f.T, scale * image @ f0.T
+
+    loss_ce = cross_entropy(z, labels)
+    loss_wc = jnp.sum(jnp.square(trainable["labels"][self.rows] - jnp.asarray(self._labels0[self.rows])))
+    kept = (labels[None, :] != labels[:, None]).any(axis=1).astype(jnp.float32)
+    distance = 1.0 - jnp.sum(f[labels] * jax.lax.stop_gradient(f0[labels]), axis=-1)
+    loss_cos = jnp.sum(kept * distance) / jnp.maximum(kept.sum(), 1.0)
+    t = options.temperature
+    loss_kd = t * t * jnp.mean(optax.softmax_cross_entropy(z0 / t, jax.nn.softmax(z / t)))
+    loss = loss_ce + self.weight_wc * loss_wc + options.w_cos * loss_cos + options.w_kd * loss_kd
+    return loss, {"accuracy": accuracy(z, labels), "loss_ce": loss_ce, "loss_wc": loss_wc, "loss_cos": loss_cos,
+                  "loss_kd": loss_kd}

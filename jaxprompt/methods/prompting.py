@@ -1,0 +1,220 @@
+"""Shared prompt mechanics: class prompts with learnable slots, deep text/vision prompt placement, Dense inits.
+
+Reusable placement (MaPLe, IVLP, VPT here; MmAP imports them):
+
+    prompts = class_prompts(tokenizer, names, "X X {}.", n_slots=2, trim=True)   # slots 1..2 after SOS
+    text = text_features_with_prompts(clip, frozen, prompts, text_prompts, chunk=0)   # (C, E)
+    image = image_features_with_prompts(clip, frozen, images, vision_prompts)       # (B, E)
+
+`text_prompts` is (depth_t, n, D_text): layer 0 is written into the prompt's slots (positional embeddings are added
+by the tower as for any token), layers 1..depth_t-1 overwrite the same slots before text blocks 1..depth_t-1 (the
+slots must then be the same contiguous run for every class, as they are for placeholders right after SOS).
+`vision_prompts` is (depth_v, n, D_vision): layer 0 is appended after the image tokens (through `pre_layrnorm`),
+deeper layers overwrite the last n tokens before vision blocks 1..depth_v-1 (VPT-deep / MaPLe mechanics).
+
+`PromptedMethod` is the base of every method whose text prompt holds the class name (CoOp, MaPLe, IVLP, VPT, the
+fixed template of LAMM-on-CLIP). It splits the text path in two so LAMM can edit the token embeddings in between:
+`prompt_embeddings(trainable, frozen)` -> (C, L, D) layer-0 embeddings with the method's slots written, and
+`encode_prompts(trainable, frozen, embeds)` -> (C, E) features (deep prompts, class chunks). `image_embedding`
+gives the (unnormalised) image features with the method's vision prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprompt.clip.model import CLIP, DeepPrompts, cosine_logits, gather_rows
+from jaxprompt.methods.base import Method, PromptTokens, encode_classes
+
+Array = jax.Array
+POSITIONS = ("end", "middle", "front")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassPrompts:
+  """Tokenised class prompts with learnable slots.
+
+  ids: (C, L) int32 (trimmed to the longest real prompt, multiple of 8); eos: (C,) EOS positions;
+  name_spans: (C, 2) [start, end) of each class name's tokens; slots: (C, n) positions of the learnable context
+  tokens in each row (n may be 0).
+  """
+
+  ids: np.ndarray
+  eos: np.ndarray
+  name_spans: np.ndarray
+  slots: np.ndarray
+
+  @property
+  def num_classes(self) -> int:
+    return self.ids.shape[0]
+
+  def shared_slot_start(self) -> int:
+    """The first slot, when slots are the same contiguous run in every row (needed for deep text prompts)."""
+    n = self.slots.shape[1]
+    start = int(self.slots[0, 0]) if n else 1
+    if n and not (self.slots == start + np.arange(n)).all():
+      raise ValueError("deep text prompts need the context slots at the same positions in every class prompt "
+                       "(class_position='end')")
+    return start
+
+
+def placeholder_template(n: int, position: str = "end") -> str:
+  """CoOp's prompt text with n placeholder tokens 'X' around the name: end 'X X {}.', middle 'X {} X.', front '{} X X.'."""
+  if position not in POSITIONS:
+    raise ValueError(f"class position {position!r} is not one of {POSITIONS}")
+  half = n // 2 if position == "middle" else (n if position == "end" else 0)
+  before, after = ["X"] * half, ["X"] * (n - half)
+  return " ".join(before + ["{}"] + after) + "."
+
+
+def class_prompts(tokenizer, names: Sequence[str], template: str, *, n_slots: int = 0, position: str = "end",
+                  trim: bool = True) -> ClassPrompts:
+  """Tokenises template.format(name) per class and locates its n_slots learnable tokens.
+
+  The slot tokens are part of the template (placeholders or init words), so an over-long prompt fails in the
+  tokenizer naming the class. position: 'end' = slots 1..n right after SOS; 'front' = the n tokens right after the
+  name; 'middle' = n//2 after SOS and the rest right after the name (see `placeholder_template`).
+  """
+  tokenized = tokenizer.prompts(template, names)
+  tokens = PromptTokens.make(tokenized, trim=trim)
+  spans = tokens.name_spans
+  first = n_slots // 2 if position == "middle" else (n_slots if position == "end" else 0)
+  lead = np.broadcast_to(1 + np.arange(first), (len(names), first))
+  tail = spans[:, 1:2] + np.arange(n_slots - first)[None]
+  slots = np.concatenate([lead, tail], axis=1).astype(np.int32)
+  if position != "front" and first and (spans[:, 0] < 1 + first).any():
+    raise ValueError(f"template {template!r} has fewer than {first} tokens before the class name")
+  return ClassPrompts(tokens.ids, tokens.eos, spans, slots)
+
+
+def write_slots(embeds: Array, values: Array, slots: np.ndarray | Array) -> Array:
+  """Writes values (n, D) shared or (C, n, D) per class into embeds (C, L, D) at positions slots (C, n)."""
+  if slots.shape[1] == 0:
+    return embeds
+  values = jnp.broadcast_to(values.astype(embeds.dtype), slots.shape + embeds.shape[-1:])
+  rows = np.arange(embeds.shape[0])[:, None]
+  return embeds.at[rows, slots].set(values)
+
+
+def encode_embeddings(clip: CLIP, frozen, embeds: Array, eos: np.ndarray | Array, *, deep: DeepPrompts | None = None,
+                      chunk: int = 0) -> Array:
+  """Layer-0 token embeddings (C, L, D) -> projected EOS features (C, E), in class chunks of `chunk` (0 = all)."""
+  eos = jnp.asarray(eos)
+
+  def features(index: Array) -> Array:
+    hidden = clip.encode_text(frozen, embeds[index], deep=deep)
+    return clip.project_text(frozen, gather_rows(hidden, eos[index]))
+
+  return encode_classes(features, jnp.arange(embeds.shape[0]), chunk=chunk)
+
+
+def text_features_with_prompts(clip: CLIP, frozen, prompts: ClassPrompts, text_prompts: Array, *,
+                               chunk: int = 0) -> Array:
+  """Text features (C, E) with text_prompts (depth, n, D_text) in the slots of `prompts` (see module docstring)."""
+  embeds = write_slots(clip.embed_tokens(frozen, jnp.asarray(prompts.ids)), text_prompts[0], prompts.slots)
+  return encode_embeddings(clip, frozen, embeds, prompts.eos, deep=deep_text(prompts, text_prompts), chunk=chunk)
+
+
+def deep_text(prompts: ClassPrompts, text_prompts: Array) -> DeepPrompts | None:
+  """Layers 1.. of text_prompts (depth, n, D) as DeepPrompts over the prompts' (shared) slots, or None."""
+  if text_prompts.shape[0] <= 1:
+    return None
+  return DeepPrompts(text_prompts[1:], prompts.shared_slot_start())
+
+
+def image_features_with_prompts(clip: CLIP, frozen, images: Array, vision_prompts: Array | None) -> Array:
+  """Image features (B, E) with vision_prompts (depth, n, D_vision) appended / deep-written (None = plain CLIP)."""
+  if vision_prompts is None:
+    return clip.image_features(frozen, images)
+  n = vision_prompts.shape[1]
+  deep = DeepPrompts(vision_prompts[1:], -n) if vision_prompts.shape[0] > 1 else None
+  hidden = clip.encode_image(frozen, images, extra_tokens=vision_prompts[0], deep=deep)
+  return clip.project_image(frozen, hidden[:, 0])
+
+
+def frozen_image_features(clip: CLIP, frozen, images: Array) -> Array:
+  """Plain image features (B, E) with no backward pass through the vision tower."""
+  return jax.lax.stop_gradient(clip.image_features(frozen, images))
+
+
+def check_depth(option: str, depth: int, tower_depth: int) -> None:
+  """Prompted layers must not exceed the tower's blocks; the error names the config option."""
+  if depth > tower_depth:
+    raise ValueError(f"{option}={depth} prompted layers, but the backbone tower has only {tower_depth} layers")
+
+
+# --- initialisation ---------------------------------------------------------------------------------------------------
+def phrase_embeddings(backbone, phrase: str) -> np.ndarray:
+  """Input token embeddings (n, D_text) of phrase's BPE tokens (no SOS/EOS, no positional part)."""
+  ids = backbone.tokenizer.encode(phrase)
+  table = CLIP.token_embedding_table(backbone.params)
+  return np.asarray(table[np.asarray(ids, np.int64)], np.float32)
+
+
+def dense_init(rng: Array, fan_in: int, fan_out: int, *, scheme: str = "pytorch", stack: int = 0) -> dict:
+  """A Dense layer {kernel (fan_in, fan_out), bias (fan_out,)}; stack > 0 adds a leading axis of `stack` copies.
+
+  scheme 'pytorch': weight and bias uniform in +-1/sqrt(fan_in) (torch.nn.Linear); 'lecun': flax's default
+  (lecun-normal kernel, zero bias). Stacked copies are identical, as the reference's cloned projection layers.
+  """
+  k_rng, b_rng = jax.random.split(rng)
+  if scheme == "pytorch":
+    bound = 1.0 / np.sqrt(fan_in)
+    kernel = jax.random.uniform(k_rng, (fan_in, fan_out), jnp.float32, -bound, bound)
+    bias = jax.random.uniform(b_rng, (fan_out,), jnp.float32, -bound, bound)
+  elif scheme == "lecun":
+    kernel = jax.nn.initializers.lecun_normal()(k_rng, (fan_in, fan_out), jnp.float32)
+    bias = jnp.zeros((fan_out,), jnp.float32)
+  else:
+    raise ValueError(f"unknown Dense init scheme {scheme!r}; use 'pytorch' or 'lecun'")
+  if stack:
+    kernel, bias = (jnp.broadcast_to(x, (stack,) + x.shape) for x in (kernel, bias))
+  return {"kernel": kernel, "bias": bias}
+
+
+def dense(layer: dict, x: Array) -> Array:
+  """x (..., fan_in) @ kernel + bias -> (..., fan_out)."""
+  return x @ layer["kernel"] + layer["bias"]
+
+
+def text_params(params):
+  """The part of the CLIP tree the text path reads (so constructors never move the vision tower to the device)."""
+  return {"text_model": params["text_model"], "text_projection": params["text_projection"],
+          "logit_scale": params["logit_scale"]}
+
+
+# --- methods whose text prompt holds the class name -------------------------------------------------------------------
+class PromptedMethod(Method):
+  """A method with one prompt per class (`self.prompts`), whose text path LAMM can edit between the two halves.
+
+  Subclasses set `self.prompts: ClassPrompts` and override the hooks they change.
+  """
+
+  prompts: ClassPrompts
+  context_end: int | None = None   # first position after the leading context slots (LAMM's 'after_ctx')
+
+  def prompt_embeddings(self, trainable, frozen) -> Array:
+    """(C, L, D_text) layer-0 token embeddings with the method's slots written (default: plain tokens)."""
+    return self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
+
+  def encode_prompts(self, trainable, frozen, embeds: Array) -> Array:
+    """(C, L, D_text) layer-0 embeddings -> text features (C, E) (default: no deep prompts)."""
+    return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, chunk=self.config.text_chunk)
+
+  def text_embedding(self, trainable, frozen) -> Array:
+    """Text features (C, E) of the method's own prompts."""
+    return self.encode_prompts(trainable, frozen, self.prompt_embeddings(trainable, frozen))
+
+  def image_embedding(self, trainable, frozen, images: Array) -> Array:
+    """Image features (B, E) (default: plain CLIP, no gradient into the vision tower)."""
+    return frozen_image_features(self.clip, frozen, images)
+
+  def logits(self, trainable, frozen, images: Array) -> Array:
+    """(B, C) = exp(logit_scale) * normalised image @ normalised text features."""
+    return cosine_logits(self.clip.logit_scale(frozen), self.image_embedding(trainable, frozen, images),
+                         self.text_embedding(trainable, frozen))

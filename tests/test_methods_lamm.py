@@ -1,0 +1,153 @@
+"""LAMM on CLIP, CoOp, MaPLe (specs/lamm.md): label leaves, exactness at init, placement, the loss terms, subsets."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxprompt import methods
+from tests.test_methods_baselines import LABELS, NAMES, config, shapes, zeroshot_features
+
+TABLE = ("text_model", "embeddings", "token_embedding", "embedding")
+
+
+@pytest.fixture(scope="module")
+def images():
+  return jax.random.normal(jax.random.key(1), (6, 32, 32, 3))
+
+
+def token_rows(backbone, text):
+  table = backbone.params
+  for key in TABLE:
+    table = table[key]
+  return np.asarray(table)[backbone.tokenizer.encode(text)]
+
+
+@pytest.fixture(scope="module")
+def on_clip(tiny_backbone):
+  return methods.build("lamm", config(), tiny_backbone, NAMES)
+
+
+def test_labels_leaf_init_and_merge_with_the_base(tiny_backbone, on_clip):
+  trainable = on_clip.init(jax.random.key(0))
+  assert shapes(trainable) == {"labels": (4, 1, 32)}   # M = min name length ("cat" = 1 token)
+  expected = np.stack([token_rows(tiny_backbone, n)[:1] for n in ["cat", "dog", "red", "big"]])
+  np.testing.assert_array_equal(trainable["labels"], expected)
+  np.testing.assert_array_equal(on_clip.labels0, expected)
+  two = methods.build("lamm", config(**{"lamm.tokens_per_label": 2}), tiny_backbone, ["red_circle", "big car"])
+  assert shapes(two.init(jax.random.key(0))) == {"labels": (2, 2, 32)}
+  with pytest.raises(ValueError, match="'cat' has 1 name tokens"):
+    methods.build("lamm", config(**{"lamm.tokens_per_label": 2}), tiny_backbone, NAMES)
+  coop = methods.build("lamm", config(**{"lamm.base": "coop", "coop.ctx_init": "a photo of a"}), tiny_backbone,
+                       NAMES)
+  assert shapes(coop.init(jax.random.key(0))) == {"ctx": (4, 32), "labels": (4, 1, 32)}
+  maple = methods.build("lamm", config(**{"lamm.base": "maple"}), tiny_backbone, NAMES)
+  assert set(maple.init(jax.random.key(0))) == {"ctx", "deep_text", "proj", "deep_proj", "labels"}
+  random = methods.build("lamm", config(**{"lamm.init": "random"}), tiny_backbone, NAMES)
+  labels = random.init(jax.random.key(5))["labels"]
+  np.testing.assert_array_equal(labels, random.labels0)
+  assert 0.01 < float(jnp.std(labels)) < 0.03
+  with pytest.raises(ValueError, match="PromptedMethod"):
+    methods.build("lamm", config(**{"lamm.base": "cocoop"}), tiny_backbone, NAMES)
+
+
+def test_lamm_on_clip_at_init_is_zeroshot(tiny_backbone, on_clip, images):
+  zeroshot = methods.build("zeroshot", config(templates=["a photo of a {}."]), tiny_backbone, NAMES)
+  params = tiny_backbone.params
+  trainable = on_clip.init(jax.random.key(0))
+  np.testing.assert_allclose(jax.jit(on_clip.logits)(trainable, params, images),
+                             jax.jit(zeroshot.logits)({}, params, images), rtol=1e-5, atol=1e-4)
+  loss, metrics = jax.jit(on_clip.loss)(trainable, params, images, LABELS)
+  assert float(metrics["loss_wc"]) == 0 and abs(float(metrics["loss_cos"])) < 1e-6
+
+
+def test_labels_replace_the_first_name_tokens(tiny_backbone, on_clip):
+  """labels['red circle'] = embedding('blue') gives exactly the features of 'a photo of a blue circle.'."""
+  trainable = on_clip.init(jax.random.key(0))
+  trainable["labels"] = trainable["labels"].at[2].set(token_rows(tiny_backbone, "blue"))
+  features = jax.jit(on_clip.label_features)(trainable, tiny_backbone.params)
+  expected = zeroshot_features(tiny_backbone, "a photo of a {}.", ["cat", "dog", "blue circle", "big car"])
+  np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_maple_after_ctx_placement_writes_the_slot_after_the_context(tiny_backbone):
+  method = methods.build("lamm", config(**{"lamm.base": "maple", "lamm.maple_placement": "after_ctx"}),
+                         tiny_backbone, NAMES)
+  np.testing.assert_array_equal(method.label_positions, np.full((4, 1), 3))   # "a photo | of | a name."
+  trainable = method.init(jax.random.key(0))
+  trainable["labels"] = jnp.broadcast_to(jnp.asarray(token_rows(tiny_backbone, "of")), (4, 1, 32))
+  params = tiny_backbone.params
+  np.testing.assert_allclose(jax.jit(method.label_features)(trainable, params),
+                             jax.jit(method.reference_features)(trainable, params), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="MaPLe|maple"):
+    methods.build("lamm", config(**{"lamm.maple_placement": "after_ctx"}), tiny_backbone, NAMES)
+
+
+def test_loss_terms_follow_the_spec(tiny_backbone, on_clip, images):
+  params = tiny_backbone.params
+  trainable = on_clip.init(jax.random.key(0))
+  trainable["labels"] = trainable["labels"] + 0.3 * jax.random.normal(jax.random.key(2), (4, 1, 32))
+  loss_fn = jax.jit(on_clip.loss)
+  loss, metrics = loss_fn(trainable, params, images, LABELS)
+  assert set(metrics) >= {"loss_ce", "loss_wc", "loss_cos", "loss_kd", "accuracy"}
+  scale = on_clip.clip.logit_scale(params)
+  norm = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+  v = norm(jax.jit(on_clip.clip.image_features)(params, images))
+  f, f0 = norm(jax.jit(on_clip.label_features)(trainable, params)), norm(jnp.asarray(on_clip.cached_f0))
+  z, z0 = scale * v @ f.T, scale * v @ f0.T
+  kd = 4.0 * jnp.mean(jnp.sum(jax.nn.softmax(z / 2) * -jax.nn.log_softmax(z0 / 2), axis=-1))
+  cos = jnp.mean(1 - jnp.sum(f[LABELS] * f0[LABELS], axis=-1))
+  wc = jnp.sum((trainable["labels"] - on_clip.labels0) ** 2)
+  ce = optax.softmax_cross_entropy_with_integer_labels(z, LABELS).mean()
+  for key, value in (("loss_kd", kd), ("loss_cos", cos), ("loss_wc", wc), ("loss_ce", ce)):
+    np.testing.assert_allclose(metrics[key], value, rtol=1e-4, err_msg=key)
+  np.testing.assert_allclose(loss, ce + wc + cos + 0.05 * kd, rtol=1e-5)
+  assert float(cos) > 1e-4
+  # Every label the same: no sample is kept, L_cos is 0.
+  _, same = loss_fn(trainable, params, images, jnp.full((6,), 2))
+  assert float(same["loss_cos"]) == 0.0
+
+
+def test_w_wc_one_over_shots(tiny_backbone):
+  method = methods.build("lamm", config(**{"lamm.w_wc": "1/shots", "lamm.shots": 4}), tiny_backbone, NAMES)
+  assert method.weight_wc == 0.25
+  with pytest.raises(ValueError, match="shots"):
+    methods.build("lamm", config(**{"lamm.w_wc": "1/shots"}), tiny_backbone, NAMES)
+
+
+def test_class_subsets_train_only_their_rows(tiny_backbone, on_clip, images):
+  params = tiny_backbone.params
+  trainable = on_clip.init(jax.random.key(0))
+  trainable["labels"] = trainable["labels"] + 0.1   # earlier tasks moved every row
+  task = on_clip.for_rows([3, 1])
+  assert task.classnames == ["big car", "dog"] and task.for_classes(["dog"]).classnames == ["dog"]
+  np.testing.assert_allclose(jax.jit(task.logits)(trainable, params, images),
+                             jax.jit(on_clip.logits)(trainable, params, images)[:, [3, 1]], rtol=1e-5, atol=1e-4)
+  grads = jax.jit(jax.grad(lambda t: task.loss(t, params, images, jnp.array([0, 1, 1, 0, 0, 1]))[0]))(trainable)
+  row_norms = np.abs(np.asarray(grads["labels"])).sum(axis=(1, 2))
+  assert row_norms[0] == 0 and row_norms[2] == 0 and row_norms[1] > 0 and row_norms[3] > 0
+  with pytest.raises(ValueError, match="tree"):
+    on_clip.for_classes(["tree"])
+
+
+@pytest.mark.parametrize("base", ["none", "coop", "maple"])
+def test_gradients_reach_only_the_trainable_tree_and_a_few_steps_learn(tiny_backbone, images, base):
+  method = methods.build("lamm", config(**{"lamm.base": base, "coop.ctx_init": "a photo of a"}), tiny_backbone,
+                         NAMES)
+  params = tiny_backbone.params
+  trainable = method.init(jax.random.key(0))
+  jaxpr = jax.make_jaxpr(method.loss)(trainable, params, images, LABELS)
+  assert sum(np.size(c) for c in jaxpr.consts) < 0.02 * tiny_backbone.num_params()
+  value_and_grad = jax.jit(jax.value_and_grad(lambda t: method.loss(t, params, images, LABELS)[0]))
+  # (LAMM on CLIP / CoOp read image features through `frozen_image_features`, pinned by the CoOp test.)
+  optimizer = optax.adam(0.05)
+  state = optimizer.init(trainable)
+  losses = []
+  for _ in range(6):
+    loss, grads = value_and_grad(trainable)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(trainable)
+    updates, state = optimizer.update(grads, state)
+    trainable = optax.apply_updates(trainable, updates)
+    losses.append(float(loss))
+  assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.02, losses
