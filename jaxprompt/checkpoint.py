@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxprompt import trees
+
 Params = dict[str, Any]
 
 
@@ -52,27 +54,9 @@ class Checkpoints:
     self.manager.close()
 
 
-def flatten_tree(tree: Params, prefix: str = "") -> dict[str, np.ndarray]:
-  """{'a': {'b': x}} -> {'a/b': x} (numpy)."""
-  flat = {}
-  for key, value in tree.items():
-    path = f"{prefix}/{key}" if prefix else str(key)
-    if isinstance(value, dict):
-      flat.update(flatten_tree(value, path))
-    else:
-      flat[path] = np.asarray(jax.device_get(value))
-  return flat
-
-
-def unflatten_tree(flat: dict[str, np.ndarray]) -> Params:
-  tree: Params = {}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split("/")
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
-  return tree
+def flatten_tree(tree: Params) -> dict[str, np.ndarray]:
+  """{'a': {'b': x}} -> {'a/b': numpy x}."""
+  return {path: np.asarray(jax.device_get(value)) for path, value in trees.flatten(tree).items()}
 
 
 def export_prompts(workdir: str, trainable: Params, metadata: dict) -> str:
@@ -89,7 +73,7 @@ def load_prompts(path: str) -> tuple[Params, dict]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"prompt export {path} not found")
   with np.load(path) as archive:
-    trainable = unflatten_tree({key: archive[key] for key in archive.files})
+    trainable = trees.unflatten({key: archive[key] for key in archive.files})
   meta_path = os.path.join(os.path.dirname(path), "prompts.json")
   metadata = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
   return trainable, metadata

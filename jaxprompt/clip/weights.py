@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jaxprompt.clip.model import CLIP
+from jaxprompt.trees import flatten, unflatten
 from jaxprompt.clip.tokenizer import Tokenizer
 
 Params = dict[str, Any]
@@ -67,28 +68,6 @@ def check_tree(params: Params, config, where: str) -> Params:
     if path not in expected:
       raise ValueError(f"{where}: unexpected parameter {path}")
   return unflatten({path: np.asarray(value, np.float32) for path, value in found.items()})
-
-
-def flatten(tree: Params, prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    path = f"{prefix}/{key}" if prefix else str(key)
-    if isinstance(value, dict):
-      out.update(flatten(value, path))
-    else:
-      out[path] = value
-  return out
-
-
-def unflatten(flat: dict[str, Any]) -> Params:
-  tree: Params = {}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split("/")
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
-  return tree
 
 
 # --- PyTorch (HF) names -----------------------------------------------------------------------------------------------
