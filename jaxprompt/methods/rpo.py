@@ -128,7 +128,9 @@ class RPO(Method):
     return self._text_cache
 
   def _text_rows_fast(self, frozen, text_prompts: Array, classes: Array) -> Array:
-    cache = self.text_cache()[classes]
+    cache = self.text_cache()
+    if classes.shape[0] != cache.shape[0]:  # a chunk of classes (indexing all of them would make XLA fold a gather)
+      cache = cache[classes]
     bias = self._key_bias(jnp.asarray(self.num_real)[classes], cache.shape[3])
     return self.clip.text_tower.apply({"params": frozen["text_model"]}, text_prompts, cache, bias,
                                       method=readonly.text_prompt_rows)
