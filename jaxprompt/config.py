@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.target_options = ml_collections.ConfigDict()  # per-target source options: {name: {...}}
   config.data.eval_batch_size = 64
   config.data.workers = 0            # decoding threads (0 = automatic)
+  config.data.min_crop_scale = 0.08  # RandomResizedCrop's smallest area fraction (CLIP's 0.08; larger for tiny images)
 
   config.method = methods.default_config()
   config.method.templates = []     # the dataset's templates (its first, or all with method.ensemble=True)

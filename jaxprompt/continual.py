@@ -78,7 +78,8 @@ def fit(config, task_dir: str, method, trainable: Params, examples, reader, froz
   parallel.check_batch_size(min(optim.batch_size, len(examples)), mesh)
   loader = pipeline.train_loader(examples, reader, method.clip.vision.image_size, optim.batch_size,
                                  config.seed * 1000 + t, process_index=jax.process_index(),
-                                 process_count=jax.process_count(), worker_threads=config.data.workers or None)
+                                 process_count=jax.process_count(), worker_threads=config.data.workers or None,
+                                 min_crop_scale=config.data.min_crop_scale)
   steps_per_epoch = loader.steps_per_epoch
   total_steps = optim.epochs * steps_per_epoch
   if config.train.max_steps:

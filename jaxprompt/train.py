@@ -143,7 +143,8 @@ def train(config, workdir: str, method, frozen: Params, data: protocol.RunData, 
   parallel.check_batch_size(min(optim.batch_size, len(data.train)), mesh)
   loader = pipeline.train_loader(data.train, data.source.reader, method.clip.vision.image_size, optim.batch_size,
                                  config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
-                                 worker_threads=config.data.workers or None)
+                                 worker_threads=config.data.workers or None,
+                                 min_crop_scale=config.data.min_crop_scale)
   steps_per_epoch = loader.steps_per_epoch
   total_steps = optim.epochs * steps_per_epoch
   if config.train.max_steps:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from transformers import CLIPConfig, FlaxCLIPModel
 
-from jaxprompt.clip import weights
 from jaxprompt.clip.model import BLOCKED, CLIP, DeepPrompts, gather_rows
 
 NAMES = ["red circle", "dog", "2012 audi", "blue square", "cat"]

@@ -9,13 +9,13 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprompt import checkpoint, grouping, multitask, parallel
+from jaxprompt import checkpoint, grouping, multitask, multitask_config, parallel
 
 WORLD = "dataset=world,backbone=tiny-random,smoke=True"
 
 
 def world_config(**changes):
-  config = multitask.build_config(WORLD, dataset="office_home", domains=())
+  config = multitask_config.build_config(WORLD, dataset="office_home", domains=())
   config.multitask.probe_steps = 1
   config.train.max_steps = 4
   config.train.checkpoint_every = 2
@@ -45,7 +45,7 @@ def test_partition_search():
 
 def test_gradients_are_routed_by_task_and_group(tiny_backbone):
   config = world_config()
-  tasks = [multitask.Task(name.split("/")[-1], multitask.build_source(name)) for name in multitask.WORLD_TASKS]
+  tasks = [multitask.Task(name.split("/")[-1], multitask.build_source(name)) for name in multitask_config.WORLD_TASKS]
   model = multitask.MultiTaskModel(config.method, tiny_backbone, tasks, "mmap_mt", [[0, 1], [2, 3]])
   trainable = model.init(jax.random.key(0))
   frozen = tiny_backbone.params

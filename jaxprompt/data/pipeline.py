@@ -110,8 +110,9 @@ class TrainLoader:
 
   def __init__(self, examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int,
                seed: int, *, process_index: int = 0, process_count: int = 1, worker_threads: int | None = None,
-               corrupt_log: CorruptImageLog | None = None):
+               corrupt_log: CorruptImageLog | None = None, min_crop_scale: float = 0.08):
     self.examples, self.reader, self.image_size, self.seed = list(examples), reader, image_size, seed
+    self.min_crop_scale = min_crop_scale
     self.num_examples = n = len(self.examples)
     self.global_batch_size = global_batch_size
     self.process_index, self.process_count = process_index, process_count
@@ -161,7 +162,7 @@ class TrainLoader:
       pixels = _read(self.reader, example, self.corrupt_log)
       if pixels is not None:
         rng = transforms.augment_rng(self.seed, epoch, index)
-        return transforms.train_transform(pixels, self.image_size, rng), example.label
+        return transforms.train_transform(pixels, self.image_size, rng, self.min_crop_scale), example.label
     raise RuntimeError(f"none of the {self.num_examples} training images can be read; see the warnings above")
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -191,10 +192,11 @@ class TrainLoader:
 
 
 def train_loader(examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int, seed: int,
-                 *, process_index: int = 0, process_count: int = 1, worker_threads: int | None = None) -> TrainLoader:
+                 *, process_index: int = 0, process_count: int = 1, worker_threads: int | None = None,
+                 min_crop_scale: float = 0.08) -> TrainLoader:
   """The infinite shuffled train iterator (see `TrainLoader` and the module docstring)."""
   return TrainLoader(examples, reader, image_size, global_batch_size, seed, process_index=process_index,
-                     process_count=process_count, worker_threads=worker_threads)
+                     process_count=process_count, worker_threads=worker_threads, min_crop_scale=min_crop_scale)
 
 
 class EvalBatches:

@@ -55,10 +55,11 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, s
   return (height - h) // 2, (width - w) // 2, h, w
 
 
-def train_transform(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-  """uint8 (H, W, 3) -> float32 (size, size, 3): random resized crop (bicubic), flip p=0.5, normalise."""
+def train_transform(image: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.08) -> np.ndarray:
+  """uint8 (H, W, 3) -> float32 (size, size, 3): random resized crop (bicubic; area fraction min_scale..1),
+  flip p=0.5, normalise."""
   height, width = image.shape[:2]
-  top, left, h, w = random_resized_crop_box(height, width, rng)
+  top, left, h, w = random_resized_crop_box(height, width, rng, scale=(min_scale, 1.0))
   crop = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
   out = np.asarray(crop)
   if rng.random() < 0.5:

@@ -20,6 +20,8 @@ import json
 import os
 import re
 
+import numpy as np
+
 SOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 CONTEXT_LENGTH = 32  # text positions of the world's CLIP (prompt methods insert up to ~16 learned tokens)
@@ -146,8 +148,7 @@ class WordTokenizer:
       self._cache[text] = [self.sos] + [self.vocab[w + "</w>"] for w in words] + [self.eos]
     return self._cache[text]
 
-  def encode(self, texts) -> "np.ndarray":
-    import numpy as np
+  def encode(self, texts) -> np.ndarray:
     out = np.full((len(texts), self.context_length), self.eos, np.int32)
     for row, text in enumerate(texts):
       ids = self.ids(text)
