@@ -33,7 +33,7 @@ import optax
 
 from jaxprompt import checkpoint, evaluate, parallel, protocol, reporting, train
 from jaxprompt.clip import weights
-from jaxprompt.data import fewshot, pipeline
+from jaxprompt.data import fewshot
 
 log = logging.getLogger(__name__)
 
@@ -74,53 +74,9 @@ def fit(config, task_dir: str, method, trainable: Params, examples, reader, froz
   if os.path.exists(export):
     log.info("task %d already trained: %s", t, export)
     return parallel.replicate(jax.tree_util.tree_map(jnp.asarray, checkpoint.load_prompts(export)[0]), mesh)
-  optim = config.optim
-  parallel.check_batch_size(min(optim.batch_size, len(examples)), mesh)
-  loader = pipeline.train_loader(examples, reader, method.clip.vision.image_size, optim.batch_size,
-                                 config.seed * 1000 + t, process_index=jax.process_index(),
-                                 process_count=jax.process_count(), worker_threads=config.data.workers or None,
-                                 min_crop_scale=config.data.min_crop_scale)
-  steps_per_epoch = loader.steps_per_epoch
-  total_steps = optim.epochs * steps_per_epoch
-  if config.train.max_steps:
-    total_steps = min(total_steps, config.train.max_steps)
-  schedule = train.learning_rate_schedule(optim, steps_per_epoch, total_steps)
-  optimizer = optax.chain(train.make_optimizer(optim, schedule), keep_rows(np.asarray(rows)))
-  state = parallel.replicate({"trainable": trainable, "opt_state": optimizer.init(trainable), "step": np.int64(0)},
-                             mesh)
-  checkpoints = checkpoint.Checkpoints(task_dir, keep=config.train.keep_checkpoints)
-  if checkpoints.latest_step() is not None:
-    state, loader_state = checkpoints.restore(state)
-    loader.set_state(loader_state)
-  step = int(state["step"])
-  train_step = train.make_train_step(method, optimizer, schedule, mesh)
-  metrics_log = reporting.MetricsLog(task_dir)
-  progress = reporting.Progress(total_steps, steps_per_epoch, optim.batch_size, step)
-  every = config.train.checkpoint_every or steps_per_epoch
-  trainable, opt_state, pending, last_saved = state["trainable"], state["opt_state"], [], checkpoints.latest_step()
-  stop_at = step + config.train.stop_after if config.train.stop_after else total_steps
-  while step < min(total_steps, stop_at):
-    batch = parallel.global_batch(next(loader), mesh)
-    trainable, opt_state, metrics = train_step(trainable, opt_state, frozen, batch["images"], batch["labels"],
-                                               jnp.asarray(step))
-    step += 1
-    pending.append((step, metrics))
-    boundary = step % every == 0 or step == total_steps
-    if step % config.train.log_every == 0 or boundary or step == stop_at:
-      train._flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch)
-      pending = []
-    if boundary or step == stop_at:
-      checkpoints.save(step, {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step)},
-                       loader.get_state())
-      last_saved = step
-  checkpoints.wait()
-  checkpoints.close()
-  if step < total_steps:
-    raise SystemExit(f"task {t}: stopped after step {step} of {total_steps} (train.stop_after); re-run the same "
-                     "command to resume")
-  if reporting.is_writer():
-    checkpoint.export_prompts(task_dir, trainable, {"method": method.name, "task": t, "rows": list(map(int, rows)),
-                                                    "method_config": config.method.to_dict(), "step": step})
+  metadata = {"method": method.name, "task": t, "rows": list(map(int, rows)), "method_config": config.method.to_dict()}
+  trainable, _ = train.fit(config, task_dir, method, frozen, examples, reader, mesh, seed=config.seed * 1000 + t,
+                           initial=trainable, extra_transform=keep_rows(np.asarray(rows)), export_metadata=metadata)
   return trainable
 
 

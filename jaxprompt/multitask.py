@@ -368,8 +368,7 @@ def train_tasks(config, workdir: str, model: MultiTaskModel, tasks: list[Task], 
 
   key = jax.random.key(config.seed)
   trainable = model.init(jax.random.fold_in(key, 0))
-  state = parallel.replicate({"trainable": trainable, "opt_state": optimizer.init(trainable), "step": np.int64(0),
-                              "key": jax.random.key_data(key)}, mesh)
+  state = parallel.replicate(train.checkpoint_state(trainable, optimizer.init(trainable), 0, key), mesh)
   checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   if checkpoints.latest_step() is not None:
     state, extra = checkpoints.restore(state)
@@ -401,8 +400,7 @@ def train_tasks(config, workdir: str, model: MultiTaskModel, tasks: list[Task], 
       train._flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch)
       pending = []
     if boundary or (step == stop_at and step < total_steps):
-      checkpoints.save(step, {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step),
-                              "key": jax.random.key_data(key)}, extra_state())
+      checkpoints.save(step, train.checkpoint_state(trainable, opt_state, step, key), extra_state())
       last_saved = step
   checkpoints.wait()
   checkpoints.close()

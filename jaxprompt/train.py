@@ -112,7 +112,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     log.warning("%d corrupt image(s) were skipped: %s", len(corrupt), ", ".join(corrupt[:10]))
   results = {
       "run": {"method": _method_label(config.method), "dataset": config.data.name, "shots": config.data.shots,
-              "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone, "options": _method_options(config.method)},
+              "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone,
+              "options": _method_options(config.method)},
       "metrics": metrics,
       "trainable_params": method.num_trainable(),
       "time_s": time.time() - start_time,
@@ -138,11 +139,25 @@ def _method_label(method_config) -> str:
 
 
 def train(config, workdir: str, method, frozen: Params, data: protocol.RunData, mesh) -> tuple[Params, int]:
-  """The training loop; returns the final trainable tree and the number of steps done."""
+  """Trains the run's method on the run's data; returns the final trainable tree and the number of steps."""
+  metadata = {"method": method.name, "method_config": config.method.to_dict(), "classnames": list(data.classnames)}
+  return fit(config, workdir, method, frozen, data.train, data.source.reader, mesh, seed=config.seed,
+             export_metadata=metadata)
+
+
+def fit(config, workdir: str, method, frozen: Params, examples, reader, mesh, *, seed: int,
+        initial: Params | None = None, extra_transform: optax.GradientTransformation | None = None,
+        export_metadata: dict | None = None) -> tuple[Params, int]:
+  """The training loop over `examples`, resuming from `<workdir>/checkpoints` when there are any.
+
+  initial: the trainable tree to start from (default `method.init`); extra_transform: an optax transform applied
+  after the optimiser (continual learning masks old label rows with it). On completion the trainable tree is
+  exported to `<workdir>/prompts.npz`; a run stopped by `train.stop_after` raises SystemExit after checkpointing.
+  """
   optim = config.optim
-  parallel.check_batch_size(min(optim.batch_size, len(data.train)), mesh)
-  loader = pipeline.train_loader(data.train, data.source.reader, method.clip.vision.image_size, optim.batch_size,
-                                 config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
+  parallel.check_batch_size(min(optim.batch_size, len(examples)), mesh)
+  loader = pipeline.train_loader(examples, reader, method.clip.vision.image_size, optim.batch_size, seed,
+                                 process_index=jax.process_index(), process_count=jax.process_count(),
                                  worker_threads=config.data.workers or None,
                                  min_crop_scale=config.data.min_crop_scale)
   steps_per_epoch = loader.steps_per_epoch
@@ -151,13 +166,12 @@ def train(config, workdir: str, method, frozen: Params, data: protocol.RunData, 
     total_steps = min(total_steps, config.train.max_steps)
   schedule = learning_rate_schedule(optim, steps_per_epoch, total_steps)
   optimizer = make_optimizer(optim, schedule)
+  if extra_transform is not None:
+    optimizer = optax.chain(optimizer, extra_transform)
 
-  key = jax.random.key(config.seed)
-  trainable = method.init(jax.random.fold_in(key, 0))
-  state = {"trainable": trainable, "opt_state": optimizer.init(trainable), "step": np.int64(0),
-           "key": jax.random.key_data(key)}
-  state = parallel.replicate(state, mesh)
-
+  key = jax.random.key(seed)
+  trainable = method.init(jax.random.fold_in(key, 0)) if initial is None else initial
+  state = parallel.replicate(checkpoint_state(trainable, optimizer.init(trainable), 0, key), mesh)
   checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   if checkpoints.latest_step() is not None:
     state, loader_state = checkpoints.restore(state)
@@ -170,35 +184,34 @@ def train(config, workdir: str, method, frozen: Params, data: protocol.RunData, 
   progress = reporting.Progress(total_steps, steps_per_epoch, optim.batch_size, step)
   every = config.train.checkpoint_every or steps_per_epoch
   trainable, opt_state = state["trainable"], state["opt_state"]
-  pending = []
-  last_saved = checkpoints.latest_step()
-  stop_at = step + config.train.stop_after if config.train.stop_after else total_steps
-  while step < min(total_steps, stop_at):
+  pending, last_saved = [], checkpoints.latest_step()
+  stop_at = min(step + config.train.stop_after, total_steps) if config.train.stop_after else total_steps
+  while step < stop_at:
     batch = parallel.global_batch(next(loader), mesh)
     trainable, opt_state, metrics = train_step(trainable, opt_state, frozen, batch["images"], batch["labels"],
                                                jnp.asarray(step))
     step += 1
     pending.append((step, metrics))
-    boundary = step % every == 0 or step == total_steps
-    if step % config.train.log_every == 0 or boundary or step == stop_at:
+    boundary = step % every == 0 or step == stop_at
+    if step % config.train.log_every == 0 or boundary:
       _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch)
       pending = []
     if boundary:
-      state = {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step), "key": jax.random.key_data(key)}
-      checkpoints.save(step, state, loader.get_state())
+      checkpoints.save(step, checkpoint_state(trainable, opt_state, step, key), loader.get_state())
       last_saved = step
-  if step == stop_at and step < total_steps:
-    state = {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step), "key": jax.random.key_data(key)}
-    checkpoints.save(step, state, loader.get_state())
   checkpoints.wait()
   checkpoints.close()
-  if reporting.is_writer():
-    checkpoint.export_prompts(workdir, trainable, {"method": method.name, "method_config": config.method.to_dict(),
-                                                   "classnames": list(data.classnames), "step": step})
   if step < total_steps:
     raise SystemExit(f"stopped after step {step} of {total_steps} (train.stop_after); re-run the same command to "
                      "resume")
+  if reporting.is_writer():
+    checkpoint.export_prompts(workdir, trainable, {**(export_metadata or {}), "step": step})
   return trainable, step
+
+
+def checkpoint_state(trainable: Params, opt_state, step: int, key: jax.Array) -> Params:
+  """What a checkpoint holds besides the data iterator: trainable tree, optimiser state, step and RNG key data."""
+  return {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step), "key": jax.random.key_data(key)}
 
 
 def _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch) -> None:
@@ -213,8 +226,8 @@ def _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, step
 
 
 def _load_for_eval(config, workdir: str, method, mesh) -> Params:
-  """The trainable tree to evaluate: `config.eval_prompts`, else the workdir's prompt export (written by every
-  training run, also one stopped early). A method with nothing to train (zero-shot) needs neither."""
+  """The trainable tree to evaluate: `config.eval_prompts`, else the workdir's prompt export (written when a training
+  run finishes). A method with nothing to train (zero-shot) needs neither."""
   shapes = jax.eval_shape(method.init, jax.random.key(0))
   path = config.eval_prompts or os.path.join(workdir, "prompts.npz")
   if not jax.tree_util.tree_leaves(shapes):
