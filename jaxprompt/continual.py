@@ -19,7 +19,6 @@ last task; `forgetting` is the largest of these drops (0 for one task). Resume: 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -86,12 +85,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   block = config.continual
   if block.method not in METHODS:
     raise ValueError(f"config.continual.method={block.method!r}: expected one of {METHODS}")
-  parallel.initialize(config.multihost)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  os.makedirs(workdir, exist_ok=True)
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+  mesh = train.start(config, workdir)
   source = protocol.load_source(config.data)
   source = fewshot.few_shot_source_recorded(source, config.data.shots, config.seed, os.path.join(workdir, "split.json"),
                                             split_file=config.data.split_file or None)
@@ -131,11 +125,7 @@ def run(config, workdir: str) -> dict[str, Any]:
       "trainable_params": full.num_trainable(),
       "time_s": time.time() - start_time,
   }
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2, default=str)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(results_table(results))
+  reporting.write_results(workdir, results, results_table(results))
   print(results_table(results), flush=True)
   return results
 

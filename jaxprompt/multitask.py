@@ -279,12 +279,7 @@ def probe(config, backbone, tasks: list[Task], frozen, mesh) -> dict:
 def run(config, workdir: str) -> dict[str, Any]:
   """Groups (mmap_mt), trains (or resumes, or only evaluates), evaluates every task; writes results.json/.md."""
   start_time = time.time()
-  parallel.initialize(config.multihost)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  os.makedirs(workdir, exist_ok=True)
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+  mesh = train.start(config, workdir)
   tasks = load_tasks(config, workdir)
   backbone = weights.load(config.backbone, tokenizer=config.backbone_tokenizer or None)
   frozen = parallel.replicate(backbone.params, mesh)
@@ -321,11 +316,7 @@ def run(config, workdir: str) -> dict[str, Any]:
       "steps": steps_done,
       "corrupt_images": pipeline.corrupt_images(),
   }
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2, default=str)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(results_table(results))
+  reporting.write_results(workdir, results, results_table(results))
   print(results_table(results), flush=True)
   return results
 

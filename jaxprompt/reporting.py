@@ -72,14 +72,14 @@ def _duration(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def write_results(workdir: str, results: dict[str, Any]) -> None:
-  """`results.json` (machine-readable) and `results.md` (a table) in the workdir."""
+def write_results(workdir: str, results: dict[str, Any], table: str | None = None) -> None:
+  """`results.json` (machine-readable) and `results.md` (`table`, default one run's metrics table) in the workdir."""
   if not is_writer():
     return
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2, default=str)
   with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(results_table(results))
+    f.write(results_table(results) if table is None else table)
   log.info("results written to %s", os.path.join(workdir, "results.json"))
 
 

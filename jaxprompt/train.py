@@ -83,15 +83,21 @@ def make_train_step(method, optimizer, schedule, mesh):
 
 
 # --- the run ------------------------------------------------------------------------------------------------------------
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes, or only evaluates) and returns the results written to `<workdir>/results.json`."""
-  start_time = time.time()
+def start(config: ml_collections.ConfigDict, workdir: str):
+  """Every driver's first phase: multi-host start-up, the ('data',) mesh, the workdir and its resolved config."""
   parallel.initialize(config.multihost)
   mesh = parallel.make_mesh(config.num_devices or None)
   os.makedirs(workdir, exist_ok=True)
   if reporting.is_writer():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
+  return mesh
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes, or only evaluates) and returns the results written to `<workdir>/results.json`."""
+  start_time = time.time()
+  mesh = start(config, workdir)
 
   backbone = weights.load(config.backbone, tokenizer=config.backbone_tokenizer or None)
   log.info("backbone %s: %s parameters", backbone.source, f"{backbone.num_params():,}")

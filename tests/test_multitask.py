@@ -20,12 +20,7 @@ def world_config(**changes):
   config.train.max_steps = 4
   config.train.checkpoint_every = 2
   config.data.options.test_per_class = 2
-  for dotted, value in changes.items():
-    node = config
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-      node = node[key]
-    node[leaf] = value
+  config.update_from_flattened_dict(changes)
   return config
 
 

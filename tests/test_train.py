@@ -19,12 +19,7 @@ def smoke_config(method="coop", **changes):
   config.method.name = method
   config.optim.lr = 0.01
   config = apply_smoke(config)
-  for dotted, value in changes.items():
-    node = config
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-      node = node[key]
-    node[leaf] = value
+  config.update_from_flattened_dict(changes)
   return config
 
 
