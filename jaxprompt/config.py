@@ -133,5 +133,22 @@ def paper_config(arg: str | None, *, method: str, protocol: str, lr: float, epoc
   return config, args
 
 
+# Layers per tower of the embedded mini CLIP (jaxprompt/world/assets/mini_clip): the papers' prompt depths (9, 12)
+# are capped at it when a paper config runs on `backbone=embedded`.
+EMBEDDED_DEPTH = 3
+_DEPTH_FIELDS = ("vpt.depth", "ivlp.text_depth", "ivlp.vision_depth", "maple.depth", "mmap.depth")
+
+
+def fit_embedded_backbone(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Caps every prompt depth at the embedded mini CLIP's 3 layers, so any paper config runs on the shapes world."""
+  for field in _DEPTH_FIELDS:
+    name, key = field.split(".")
+    config.method[name][key] = min(config.method[name][key], EMBEDDED_DEPTH)
+  return config
+
+
 def finish(config: ml_collections.ConfigDict, args: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Last step of a paper config: fit the embedded backbone's depth if it is used, then apply `smoke`."""
+  if config.backbone == "embedded":
+    config = fit_embedded_backbone(config)
   return apply_smoke(config) if args.get("smoke") else config

@@ -70,3 +70,14 @@ def test_method_trains_end_to_end(config_path, overrides, tmp_path):
   assert results["trainable_params"] > 0
   for name in ("config.json", "split.json", "results.json", "results.md", "prompts.npz"):
     assert os.path.exists(os.path.join(workdir, name)), name
+
+
+@pytest.mark.parametrize("name", ["vpt", "ivlp", "maple_b2n", "maple_xd", "mmap"])
+def test_paper_configs_fit_the_embedded_backbone(name):
+  """The papers' prompt depths (9, 12) are capped at the mini CLIP's 3 layers with backbone=embedded, only then."""
+  embedded = load_config(f"configs/{name}.py:backbone=embedded")
+  paper = load_config(f"configs/{name}.py")
+  for field in ("vpt.depth", "ivlp.text_depth", "ivlp.vision_depth", "maple.depth", "mmap.depth"):
+    block, key = field.split(".")
+    assert embedded.method[block][key] == min(paper.method[block][key], 3)
+  assert paper.method.vpt.depth == 12 and paper.method.mmap.depth == 12
