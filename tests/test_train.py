@@ -107,3 +107,14 @@ def test_cli_rejects_a_misspelled_key(tmp_path):
              str(tmp_path / "w")]
   result = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert result.returncode != 0 and "unknown config argument 'methd'" in result.stderr
+
+
+def test_base_to_novel_and_target_datasets_are_evaluated(tmp_path):
+  """base2novel reports base, novel and their harmonic mean; each target dataset its own accuracy (own classes)."""
+  config = smoke_config(**{"data.protocol": "base2novel", "data.targets": ("world_colours",)})
+  results = train.run(config, str(tmp_path / "b2n"))
+  metrics = results["metrics"]
+  assert set(metrics) == {"base", "novel", "hm", "target/world_colours"}
+  assert metrics["hm"] == pytest.approx(2 * metrics["base"] * metrics["novel"] / (metrics["base"] + metrics["novel"]))
+  prompts = json.load(open(tmp_path / "b2n" / "prompts.json"))
+  assert prompts["classnames"] == ["circle", "square", "triangle", "star"]  # trained on the base half only
