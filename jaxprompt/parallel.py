@@ -21,11 +21,26 @@ DATA_AXIS = "data"
 
 
 def initialize(multihost: bool) -> None:
-  """Starts the multi-host runtime when asked (config `multihost` or env JAXPROMPT_MULTIHOST=1)."""
-  if multihost or os.environ.get("JAXPROMPT_MULTIHOST") == "1":
+  """Starts the multi-host runtime when asked (config `multihost` or env JAXPROMPT_MULTIHOST=1).
+
+  On TPU VMs and managed clusters JAX finds the coordinator itself. Elsewhere (several processes on one machine, a
+  hand-made cluster) set JAXPROMPT_COORDINATOR=host:port, JAXPROMPT_NUM_PROCESSES and JAXPROMPT_PROCESS_ID; CPU
+  processes then exchange data through gloo collectives.
+  """
+  if not (multihost or os.environ.get("JAXPROMPT_MULTIHOST") == "1"):
+    return
+  if jax.distributed.is_initialized():
+    return
+  coordinator = os.environ.get("JAXPROMPT_COORDINATOR")
+  if coordinator:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator,
+                               num_processes=int(os.environ["JAXPROMPT_NUM_PROCESSES"]),
+                               process_id=int(os.environ["JAXPROMPT_PROCESS_ID"]))
+  else:
     jax.distributed.initialize()
-    log.info("multi-host: process %d of %d, %d local / %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+  log.info("multi-host: process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
+           jax.local_device_count(), jax.device_count())
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -217,7 +217,10 @@ def fit(config, workdir: str, method, frozen: Params, examples, reader, mesh, *,
 
 def checkpoint_state(trainable: Params, opt_state, step: int, key: jax.Array) -> Params:
   """What a checkpoint holds besides the data iterator: trainable tree, optimiser state, step and RNG key data."""
-  return {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step), "key": jax.random.key_data(key)}
+  # Step and key as host numpy values: identical on every host, so any process may save them (a device-local
+  # jax.Array cannot be saved in a multi-host run).
+  return {"trainable": trainable, "opt_state": opt_state, "step": np.int64(step),
+          "key": np.asarray(jax.random.key_data(key))}
 
 
 def _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch) -> None:
