@@ -45,6 +45,8 @@ class MmAP(Method):
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()
+    # Shapes: the spec's (736 parameters per MmAP at ViT-B/16); the shapes-world ablation (docs/world_results.md)
+    # kept (m, n) = (4, 64) ahead of (4, 32) and (2, 16), and found b = 4 and 8 equal on average.
     o.b = 8                    # prompt tokens per layer and modality
     o.m = 4                    # source rows; must divide b (scales have b/m rows)
     o.n = 64                   # source columns; must divide gcd(D_text, D_vision) (scales have D/n columns)
