@@ -5,7 +5,7 @@ on other datasets with their own class lists.
     python -m jaxprompt.main --config configs/maple_xd.py:root=/data,seed=1,targets=xd --workdir runs/maple_xd/1
 
 Reference setting: depth 3, lr 0.0026, 2 epochs, batch 4, n=2. `targets=dg`: ImageNet-V2, -Sketch, -A, -R;
-`targets=xd`: the other 10 datasets. (MaPLe's published DG row is not in our specs; compare with RPO's table in
+`targets=xd`: the other 10 datasets; or names joined by "+". (MaPLe's published DG row is not in our specs; compare with RPO's table in
 configs/rpo_dg.py.)
 """
 
@@ -20,5 +20,7 @@ def get_config(arg=None):
   config, args = paper_config(arg, method="maple", protocol="all", lr=0.0026, epochs=2, batch_size=4,
                               extra_args={"targets": "dg"})
   config.method.maple.depth = 3
-  config.data.targets = {"dg": DG_TARGETS, "xd": XD_TARGETS, "none": ()}[args["targets"]]
+  # "dg", "xd", "none", or target names joined by "+" (e.g. world tasks: targets=world_styles/sketch+world_colours).
+  named = {"dg": DG_TARGETS, "xd": XD_TARGETS, "none": ()}
+  config.data.targets = named.get(args["targets"], tuple(filter(None, args["targets"].split("+"))))
   return finish(config, args)
