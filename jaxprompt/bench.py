@@ -13,7 +13,8 @@ the same run, with the speed-up and the max |logit difference| (checked against 
   trim_text    text sequences cut to the longest real prompt: the text tower alone on the class list, and a CoOp step
   no_backward  CoOp / LAMM steps against their forward-only cost (no backward through the image tower)
   cached_text  VPT's class features computed once, against re-encoding the class prompts at every step
-  rpo_fast     RPO's read-only cached path (`rpo.fast`) against the masked full-sequence path
+  rpo_fast     RPO's read-only cached path (`rpo.fast`) against the masked full-sequence path (both trimmed)
+  rpo_reference  RPO's default (read-only + trimming) against the reference's computation: masked, all 77 tokens
   text_chunk   classes encoded in chunks of `--chunk` (lax.map) against all at once: time and compiled memory
   bfloat16     bfloat16 compute against float32 (difference reported, not expected equal)
 """
@@ -35,8 +36,8 @@ from jaxprompt.methods.base import PromptTokens, cross_entropy, accuracy
 from jaxprompt.methods.prompting import PromptedMethod, text_params
 
 ALL_METHODS = ("coop", "lamm", "maple", "rpo", "vpt", "mmap")
-FAST_PATHS = ("trim_text", "no_backward", "cached_text", "rpo_fast", "text_chunk", "bfloat16")
-TARGETS = {"rpo_fast": 3.0, "trim_text/text_tower": 2.0}
+FAST_PATHS = ("trim_text", "no_backward", "cached_text", "rpo_fast", "rpo_reference", "text_chunk", "bfloat16")
+TARGETS = {"rpo_fast": 3.0, "rpo_reference": 3.0, "trim_text/text_tower": 2.0}
 
 
 class RecomputedText:
@@ -150,6 +151,17 @@ def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: in
         (logits_of(rpo.logits, rpo_trainable), logits_of(plain_rpo.logits, rpo_trainable)), repeats,
         tolerance=tolerance, target=TARGETS["rpo_fast"], method="rpo", compares="logits",
         detail=f"K={rpo.k}, batch {images.shape[0]}, {len(classnames)} classes"))
+
+  if "rpo_reference" in paths:
+    rpo = build("rpo")
+    reference = build("rpo", trim_text=False, options={"rpo.fast": False})
+    rpo_trainable = rpo.init(jax.random.key(0))
+    results.append(_compare_steps(
+        "rpo_reference/train_step", (steps.get("rpo") or step_of(rpo), step_of(reference)),
+        (logits_of(rpo.logits, rpo_trainable), logits_of(reference.logits, rpo_trainable)), repeats,
+        tolerance=tolerance, target=TARGETS["rpo_reference"], method="rpo", compares="logits",
+        detail=f"masked, untrimmed: the official code's computation; K={rpo.k}, batch {images.shape[0]}, "
+               f"{len(classnames)} classes"))
 
   if "text_chunk" in paths and 0 < chunk < len(classnames):
     chunked = build(step_method, text_chunk=chunk)

@@ -47,7 +47,7 @@ def test_report_structure(report):
     assert "peak_bytes" in r and "step_flops" in r
   names = [r["name"] for r in report["fast_paths"]]
   assert names == ["trim_text/text_tower", "trim_text/train_step", "no_backward", "cached_text/train_step",
-                   "rpo_fast/train_step", "text_chunk=4/train_step"]
+                   "rpo_fast/train_step", "rpo_reference/train_step", "text_chunk=4/train_step"]
   json.dumps(report, default=bench._json_default)  # serialisable
   text = bench.format_report(report)
   assert "| coop |" in text and "rpo_fast/train_step" in text and "peak mem" in text
@@ -55,7 +55,7 @@ def test_report_structure(report):
 
 def test_exact_fast_paths_give_equal_logits(report):
   exact = [r for r in report["fast_paths"] if r["exact"] and r["passed"] is not None]
-  assert len(exact) == 5
+  assert len(exact) == 6
   for r in exact:
     assert r["passed"], (r["name"], r["max_abs_diff"], r["tolerance"])
     assert r["speedup"] > 0
