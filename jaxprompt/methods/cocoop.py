@@ -19,7 +19,7 @@ import ml_collections
 from jaxprompt.clip.model import normalize
 from jaxprompt.methods.base import Method, prompt_names, register
 from jaxprompt.methods.prompting import (class_prompts, dense, dense_init, encode_embeddings, frozen_image_features,
-                                         phrase_embeddings, placeholder_template, write_slots)
+                                         context_init, placeholder_template, write_slots)
 
 
 @register("cocoop")
@@ -39,8 +39,7 @@ class CoCoOp(Method):
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
     options = self.options
-    self.ctx_init = phrase_embeddings(backbone, options.ctx_init) if options.ctx_init else None
-    self.n_ctx = len(self.ctx_init) if self.ctx_init is not None else options.n_ctx
+    self.ctx_init, self.n_ctx = context_init(backbone, options)
     self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), placeholder_template(self.n_ctx),
                                  n_slots=self.n_ctx, trim=config.trim_text)
 

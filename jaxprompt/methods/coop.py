@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, class_prompts, phrase_embeddings, placeholder_template,
+from jaxprompt.methods.prompting import (PromptedMethod, class_prompts, context_init, placeholder_template,
                                          write_slots)
 
 
@@ -37,8 +37,7 @@ class CoOp(PromptedMethod):
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
     options = self.options
-    self.ctx_init = phrase_embeddings(backbone, options.ctx_init) if options.ctx_init else None
-    self.n_ctx = len(self.ctx_init) if self.ctx_init is not None else options.n_ctx
+    self.ctx_init, self.n_ctx = context_init(backbone, options)
     if self.n_ctx < 1:
       raise ValueError(f"coop.n_ctx must be >= 1 (got {self.n_ctx})")
     position = options.class_position

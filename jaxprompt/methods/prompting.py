@@ -156,6 +156,17 @@ def phrase_embeddings(backbone, phrase: str) -> np.ndarray:
   return np.asarray(table[np.asarray(ids, np.int64)], np.float32)
 
 
+def context_init(backbone, options) -> tuple[np.ndarray | None, int]:
+  """CoOp-style context: (phrase embeddings (n, D_text) or None for random, number of context tokens).
+
+  With `options.ctx_init` set, the context is that phrase's token embeddings and its length overrides `n_ctx`.
+  """
+  if not options.ctx_init:
+    return None, options.n_ctx
+  embeddings = phrase_embeddings(backbone, options.ctx_init)
+  return embeddings, len(embeddings)
+
+
 def dense_init(rng: Array, fan_in: int, fan_out: int, *, scheme: str = "pytorch", stack: int = 0) -> dict:
   """A Dense layer {kernel (fan_in, fan_out), bias (fan_out,)}; stack > 0 adds a leading axis of `stack` copies.
 
