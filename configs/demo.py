@@ -29,7 +29,6 @@ across seeds here; docs/world_results.md). `:dataset=world_misaligned` shows LAM
 pretraining used rarely or never); its table is in docs/world_results.md.
 """
 
-import ml_collections
 
 from jaxprompt.config import base_config, parse_arg
 
@@ -52,13 +51,11 @@ def get_config(arg=None):
   # crops of the test images falls from 56 % to 33 %), so the demo keeps whole images (flip only).
   config.data.min_crop_scale = 1.0
   config.train.log_every = 40
-  config.demo = ml_collections.ConfigDict()
   config.demo.methods = tuple(args["methods"].split("+"))
-  recipes = ml_collections.ConfigDict()
+  recipes = config.demo.recipes
   recipes.coop = {"method": {"coop": {"n_ctx": 4, "ctx_init": "a photo of a"}}, "optim": {"lr": 0.05}}
   recipes.maple = {"method": {"maple": {"depth": 3}}, "optim": {"lr": 0.0035}}
   recipes.rpo = {"method": {"rpo": {"k": 8}}, "optim": {"lr": 0.005}}
   recipes.lamm = {"method": {"lamm": {"base": "none"}}, "optim": {"lr": 0.02}}
   recipes.mmap = {"method": {"mmap": {"b": 4, "depth": 3, "init": "xavier"}}, "optim": {"lr": 0.02}}
-  config.demo.recipes = recipes
   return config

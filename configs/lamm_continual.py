@@ -18,14 +18,12 @@ forget earlier tasks (their label rows are untouched) while CoOp and MaPLe do.
 """
 
 from jaxprompt.config import finish, paper_config
-from jaxprompt.continual import config_block
 
 
 def get_config(arg=None):
-  config, args = paper_config(arg, method="lamm", protocol="continual", lr=0.002, epochs=50, batch_size=32,
+  config, args = paper_config(arg, method="lamm", protocol="all", lr=0.002, epochs=50, batch_size=32,
                               extra_args={"method": "lamm", "num_tasks": 2})
   config.run_kind = "continual"
-  config.continual = config_block()
   config.continual.method = args["method"]
   config.continual.num_tasks = args["num_tasks"]
   config.method.name = args["method"]
@@ -35,8 +33,6 @@ def get_config(arg=None):
   config.method.coop.ctx_init = "a photo of a"
   if args["method"] == "maple":
     config.optim.lr, config.optim.batch_size, config.optim.epochs = 0.0035, 4, 5
-  if config.backbone.startswith("tiny-random"):  # the test CLIP has 2 layers
-    config.method.maple.depth = 2
   config = finish(config, args)
   if config.smoke:
     config.optim.lr = 0.01

@@ -10,10 +10,8 @@ configs/rpo_dg.py.)
 """
 
 from jaxprompt.config import finish, paper_config
+from jaxprompt.data.coop_datasets import named_targets
 
-DG_TARGETS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-XD_TARGETS = ("caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft", "sun397",
-              "dtd", "eurosat", "ucf101")
 
 
 def get_config(arg=None):
@@ -21,6 +19,5 @@ def get_config(arg=None):
                               extra_args={"targets": "dg"})
   config.method.maple.depth = 3
   # "dg", "xd", "none", or target names joined by "+" (e.g. world tasks: targets=world_styles/sketch+world_colours).
-  named = {"dg": DG_TARGETS, "xd": XD_TARGETS, "none": ()}
-  config.data.targets = named.get(args["targets"], tuple(filter(None, args["targets"].split("+"))))
+  config.data.targets = named_targets(args["targets"])
   return finish(config, args)

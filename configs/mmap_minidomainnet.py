@@ -10,7 +10,7 @@ beats full fine-tuning on MiniDomainNet.
 """
 
 from jaxprompt.data.domains import MINI_DOMAINNET_DOMAINS
-from jaxprompt.multitask_config import build_config
+from jaxprompt.config import multitask_config as build_config
 
 
 def get_config(arg=None):

@@ -23,7 +23,7 @@ BitFit, mean accuracies between 80 and 88 %.
 """
 
 from jaxprompt.data.domains import OFFICE_HOME_DOMAINS
-from jaxprompt.multitask_config import build_config
+from jaxprompt.config import multitask_config as build_config
 
 
 def get_config(arg=None):

@@ -2,7 +2,7 @@
 
     python -m jaxprompt.main --config configs/rpo_dg.py:root=/data,seed=1 --workdir runs/rpo_dg/1
 
-`targets=dg` (default): ImageNet-V2, -Sketch, -A, -R; or names joined by "+".
+`targets=dg` (default): ImageNet-V2, -Sketch, -A, -R; `xd`: the other ten datasets; `none`; or names joined by "+".
 
 Reference setting: K=24, SGD lr 0.005, batch 4, 15 epochs, seeds 1, 2, 3.
 Published (source / V2 / Sketch / A / R / target mean): CLIP 66.73 / 60.83 / 46.15 / 47.77 / 73.96 / 57.18;
@@ -11,8 +11,8 @@ RPO 71.67 / 65.13 / 49.27 / 50.13 / 76.57 / 60.28.
 """
 
 from jaxprompt.config import finish, paper_config
+from jaxprompt.data.coop_datasets import named_targets
 
-DG_TARGETS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 
 
 def get_config(arg=None):
@@ -20,6 +20,7 @@ def get_config(arg=None):
                               extra_args={"k": 24, "init": "st", "targets": "dg"})
   config.method.rpo.k = args["k"]
   config.method.rpo.init = args["init"]
-  # "dg" = the four ImageNet variants; otherwise target names joined by "+" (e.g. targets=imagenet_v2+imagenet_r).
-  config.data.targets = DG_TARGETS if args["targets"] == "dg" else tuple(filter(None, args["targets"].split("+")))
+  # "dg" = the four ImageNet variants, "xd" the other ten datasets, "none", or names joined by "+"
+  # (e.g. targets=imagenet_v2+imagenet_r).
+  config.data.targets = named_targets(args["targets"])
   return finish(config, args)

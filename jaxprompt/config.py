@@ -1,8 +1,13 @@
 """The run config every `configs/*.py` file starts from, and the parser for their `:arg` strings.
 
 A config file is `get_config(arg: str | None) -> ConfigDict`; `arg` is a small comma-separated string such as
-`dataset=dtd,shots=16,seed=1` (parsed by `parse_arg`). The returned config is locked by `main`, so an override of a
-key that does not exist (`--config.optim.lrr=1`) fails naming the key.
+`dataset=dtd,shots=16,seed=1` (parsed by `parse_arg`, strictly typed). `base_config` declares every block every run
+kind reads (data, method, optim, train, multitask, continual, demo); the returned config is locked by `main`, so an
+override of a key that does not exist (`--config.optim.lrr=1`) fails naming the key.
+
+Builders: `paper_config` + `finish` (single-task paper settings), `multitask_config` (Office-Home, miniDomainNet and
+the shapes world's styles as tasks), `apply_smoke` (a seconds-long run), `fit_depth` (prompt depths capped at a
+backbone's layers: the one rule for every method, from each method's `depth_options`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from jaxprompt import methods
 def base_config() -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults. Config files change what their setting needs."""
   config = ml_collections.ConfigDict()
-  config.run_kind = "single"      # "single" (train.py), "multitask", "continual" or "demo": which driver runs
+  config.run_kind = "single"      # "single" (train.py), "multitask", "continual" or "demo" (jaxprompt/trainers/)
   config.seed = 1                 # run seed: few-shot draw, shuffling, augmentation, prompt init
   config.backbone = "embedded"    # "embedded" (the shipped mini CLIP), a local directory, an .npz/.pt file or a hub id
   config.backbone_tokenizer = ""  # tokenizer directory/hub id when the weights have none (OpenAI state dicts)
@@ -62,14 +67,53 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 0    # steps between checkpoints (0 = once per epoch); always at the end
   config.train.keep_checkpoints = 2
   config.train.stop_after = 0          # stop (as if interrupted) after this many steps of this invocation (tests)
+
+  config.multitask = multitask_block()
+  config.continual = continual_block()
+  config.demo = demo_block()
   return config
 
 
-def parse_arg(arg: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
-  """'dataset=dtd,shots=4' -> {'dataset': 'dtd', 'shots': 4, ...defaults}; unknown keys fail naming them.
+def multitask_block() -> ml_collections.ConfigDict:
+  """`config.multitask` (run_kind "multitask", `jaxprompt.trainers.multitask`): tasks, model mode, grouping."""
+  block = ml_collections.ConfigDict()
+  block.name = ""            # dataset label in results ("" = data.name, or "multitask" for a list of sources)
+  block.tasks = ()           # source names, one per task (e.g. world_styles/photo, ...); or else
+  block.domains = ()         # domains of data.name (its `domain` option), one per task
+  block.mode = "mmap_mt"     # "mmap_mt" | "mt" | "st" | "zeroshot" (jaxprompt.methods.mmap_mt)
+  block.num_groups = 2       # groups for the exhaustive search
+  block.grouping = "exhaustive"  # "exhaustive" (T <= 8) | "threshold" (cos > tau -> connected components)
+  block.tau = 0.0            # threshold of the threshold rule
+  block.partition = ""       # forced partition, e.g. "0,1|2,3" (skips the probe)
+  block.probe_steps = 0      # probe length (0 = one epoch of the largest task)
+  return block
 
-  Values are parsed as Python literals when possible (4, 0.5, True), else kept as strings. Each value takes the
-  type of its default.
+
+def continual_block() -> ml_collections.ConfigDict:
+  """`config.continual` (run_kind "continual", `jaxprompt.trainers.continual`)."""
+  block = ml_collections.ConfigDict()
+  block.num_tasks = 2        # disjoint class chunks (2 = base half, then novel half)
+  block.method = "lamm"      # "lamm" (LAMM on CLIP, own label rows per task) | "coop" | "maple" (sequential)
+  return block
+
+
+def demo_block() -> ml_collections.ConfigDict:
+  """`config.demo` (run_kind "demo", `jaxprompt.trainers.demo`): methods run in turn, each with its recipe."""
+  block = ml_collections.ConfigDict()
+  block.methods = ()                           # method names, one single-task run each
+  block.recipes = ml_collections.ConfigDict()  # {method: {"optim": {"lr": ...}, "method": {...}}} overrides
+  return block
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def parse_arg(arg: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
+  """'dataset=dtd,shots=4' -> {'dataset': 'dtd', 'shots': 4, ...defaults}; unknown keys and bad values fail.
+
+  Each value must fit the type of its default, else a one-line error names the key and the value: a bool takes
+  true/false/1/0/yes/no (any case), an int an integer literal (`shots=4.5` fails), a float any number, a string
+  the text as written (`lr_tag=1e-3` stays "1e-3").
   """
   values = dict(defaults)
   for item in filter(None, (arg or "").split(",")):
@@ -78,20 +122,33 @@ def parse_arg(arg: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
     key, raw = item.split("=", 1)
     if key not in defaults:
       raise KeyError(f"unknown config argument {key!r}; known: {', '.join(defaults)}")
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    default = defaults[key]
-    if isinstance(default, bool):
-      value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-      raise ValueError(f"config argument {key}={raw!r} must be a number")
-    elif isinstance(default, str):
-      value = str(value) if not isinstance(value, str) else value
-    values[key] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
-        else value
+    values[key] = _typed_value(key, raw, defaults[key])
   return values
+
+
+def _typed_value(key: str, raw: str, default: Any) -> Any:
+  """`raw` as the type of `default` (see `parse_arg`)."""
+  if isinstance(default, str):
+    return raw
+  if isinstance(default, bool):
+    if raw.lower() in _TRUE:
+      return True
+    if raw.lower() in _FALSE:
+      return False
+    raise ValueError(f"config argument {key}={raw!r} must be true or false")
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    value = raw
+  if isinstance(default, int):
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ValueError(f"config argument {key}={raw!r} must be an integer")
+    return value
+  if isinstance(default, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"config argument {key}={raw!r} must be a number")
+    return float(value)
+  return value
 
 
 def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -133,22 +190,70 @@ def paper_config(arg: str | None, *, method: str, protocol: str, lr: float, epoc
   return config, args
 
 
-# Layers per tower of the embedded mini CLIP (jaxprompt/world/assets/mini_clip): the papers' prompt depths (9, 12)
-# are capped at it when a paper config runs on `backbone=embedded`.
-EMBEDDED_DEPTH = 3
-_DEPTH_FIELDS = ("vpt.depth", "ivlp.text_depth", "ivlp.vision_depth", "maple.depth", "mmap.depth")
+# Layers per tower of the embedded mini CLIP (jaxprompt/world/assets/mini_clip) and of the tiny random test CLIP
+# (`weights.tiny_config`): the papers' prompt depths (9, 12) are capped at these when a config runs on them.
+BACKBONE_LAYERS = {"embedded": 3, "tiny-random": 2}
 
 
-def fit_embedded_backbone(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Caps every prompt depth at the embedded mini CLIP's 3 layers, so any paper config runs on the shapes world."""
-  for field in _DEPTH_FIELDS:
-    name, key = field.split(".")
-    config.method[name][key] = min(config.method[name][key], EMBEDDED_DEPTH)
+def fit_depth(config: ml_collections.ConfigDict, layers: int) -> ml_collections.ConfigDict:
+  """Caps every method's prompt depths (each method's `depth_options`) at `layers`, the backbone's depth."""
+  for name, cls in methods.registered().items():
+    for option in getattr(cls, "depth_options", ()):
+      config.method[name][option] = min(config.method[name][option], layers)
   return config
 
 
+def known_backbone_layers(backbone: str) -> int | None:
+  """Layers of a backbone this package ships or makes ("embedded", "tiny-random[:seed]"); None for others."""
+  return BACKBONE_LAYERS.get(backbone.split(":")[0])
+
+
 def finish(config: ml_collections.ConfigDict, args: dict[str, Any]) -> ml_collections.ConfigDict:
-  """Last step of a paper config: fit the embedded backbone's depth if it is used, then apply `smoke`."""
-  if config.backbone == "embedded":
-    config = fit_embedded_backbone(config)
+  """Last step of a paper config: fit the prompt depths to a shipped backbone if one is used, then apply `smoke`."""
+  layers = known_backbone_layers(config.backbone)
+  if layers is not None:
+    config = fit_depth(config, layers)
   return apply_smoke(config) if args.get("smoke") else config
+
+
+# --- multi-task settings (configs/mmap_officehome.py, configs/mmap_minidomainnet.py) ------------------------------------
+MULTITASK_ARGS = {"method": "mmap", "mode": "", "dataset": "", "root": "", "shots": 16, "seed": 1,
+                  "backbone": "openai/clip-vit-base-patch16", "num_groups": 2, "grouping": "exhaustive",
+                  "partition": "", "combine": "concat", "smoke": False}
+MULTITASK_METHODS = ("zeroshot", "coop", "vpt", "maple", "mmap")
+WORLD_TASKS = tuple(f"world_styles/{style}" for style in ("photo", "sketch", "painting", "cartoon"))
+
+
+def multitask_config(arg: str | None, *, dataset: str, domains: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """A multi-task setting: `dataset`'s `domains` are the tasks (`dataset=world`: the shapes world's 4 styles).
+
+  The config files' docstrings document every argument. The recipe is ours (the paper publishes none): MaPLe's SGD
+  lr 0.0035, 5 epochs, 8 images per task per step.
+  """
+  args = parse_arg(arg, {**MULTITASK_ARGS, "dataset": dataset})
+  method = args["method"]
+  if method not in MULTITASK_METHODS:
+    raise ValueError(f"config argument method={method!r}: expected one of {', '.join(MULTITASK_METHODS)}")
+  config = base_config()
+  config.run_kind = "multitask"
+  config.seed, config.backbone = args["seed"], args["backbone"]
+  block = config.multitask
+  block.mode = args["mode"] or {"zeroshot": "zeroshot", "mmap": "mmap_mt"}.get(method, "mt")
+  block.num_groups, block.grouping, block.partition = args["num_groups"], args["grouping"], args["partition"]
+  config.method.name = method
+  config.method.mmap.combine = args["combine"]
+  config.data.shots, config.data.root = args["shots"], args["root"]
+  if args["dataset"] == "world":
+    config.data.name, block.name, block.tasks = "world_styles", "world_styles", WORLD_TASKS
+  else:
+    config.data.name, block.domains = args["dataset"], tuple(domains)
+  config.optim.lr, config.optim.epochs, config.optim.batch_size = 0.0035, 5, 8
+  if config.backbone.startswith("tiny-random"):  # the test CLIP: widths 32 / 48 (gcd 16) fit MmAP's (m, n) = (2, 16)
+    config.method.mmap.update(dict(b=4, m=2, n=16))
+  config = finish(config, args)
+  if config.smoke:
+    block.probe_steps = 2
+    config.optim.lr = 0.01
+    if args["dataset"] == "world":
+      config.data.options.test_per_class = 4
+  return config

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxprompt import methods, parallel, reporting
+from jaxprompt import methods, parallel
+from jaxprompt.report import run_files as reporting
 from jaxprompt.data import pipeline
-from jaxprompt.protocol import EvalSet
+from jaxprompt.data.protocol import EvalSet
 
 log = logging.getLogger(__name__)
 

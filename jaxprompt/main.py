@@ -4,7 +4,6 @@ The config file's `get_config(arg)` builds the run config; it is locked, so an o
 fails naming the key. `--mode eval` evaluates the workdir's prompts (or `--config.eval_prompts`) without training.
 """
 
-import importlib
 import logging
 import os
 import sys
@@ -13,6 +12,12 @@ import warnings
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+
+from jaxprompt import train
+from jaxprompt.trainers import continual, demo, multitask
+
+RUN_KINDS = {"single": train.run, "multitask": multitask.run, "continual": continual.run, "demo": demo.run}
+"""`config.run_kind` -> the function that runs it: run(config, workdir) -> results."""
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file: configs/<setting>.py[:arg].",
                                           lock_config=True)
@@ -28,11 +33,9 @@ def main(argv):
   config = _CONFIG.value
   if _MODE.value == "eval":
     config.eval_only = True
-  drivers = {"single": "jaxprompt.train", "multitask": "jaxprompt.multitask", "continual": "jaxprompt.continual",
-             "demo": "jaxprompt.demo"}
-  if config.run_kind not in drivers:
-    raise ValueError(f"config.run_kind={config.run_kind!r}: expected one of {', '.join(drivers)}")
-  importlib.import_module(drivers[config.run_kind]).run(config, _WORKDIR.value)
+  if config.run_kind not in RUN_KINDS:
+    raise ValueError(f"config.run_kind={config.run_kind!r}: expected one of {', '.join(RUN_KINDS)}")
+  RUN_KINDS[config.run_kind](config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

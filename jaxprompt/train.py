@@ -20,7 +20,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxprompt import checkpoint, evaluate, parallel, protocol, reporting
+from jaxprompt import checkpoint, evaluate, parallel
+from jaxprompt.data import protocol
+from jaxprompt.report import run_files as reporting
 from jaxprompt.clip import weights
 from jaxprompt.data import pipeline
 

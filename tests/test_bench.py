@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxprompt import bench
-from jaxprompt import bench_core as core
+from jaxprompt.bench import benchmark as bench
+from jaxprompt.bench import parts as core
 
 CLASSES = ["accordion", "car side", "ceiling fan", "ant", "electric guitar", "yin yang"]  # unequal name lengths
 

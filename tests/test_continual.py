@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from jaxprompt import checkpoint, continual
+from jaxprompt import checkpoint
+from jaxprompt.trainers import continual
 from jaxprompt.data import fewshot
 
 

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxprompt import bench_core, parallel, train
+from jaxprompt import parallel, train
+from jaxprompt.bench import parts as bench_core
 
 pytestmark = pytest.mark.slow
 

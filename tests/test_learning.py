@@ -37,7 +37,8 @@ import sys
 
 import pytest
 
-from jaxprompt import demo, train
+from jaxprompt import train
+from jaxprompt.trainers import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOTS, EPOCHS = 8, 10

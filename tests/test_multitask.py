@@ -9,13 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprompt import checkpoint, grouping, multitask, multitask_config, parallel
+from jaxprompt import checkpoint, config as multitask_config, parallel
+from jaxprompt.trainers import grouping, multitask
 
 WORLD = "dataset=world,backbone=tiny-random,smoke=True"
 
 
 def world_config(**changes):
-  config = multitask_config.build_config(WORLD, dataset="office_home", domains=())
+  config = multitask_config.multitask_config(WORLD, dataset="office_home", domains=())
   config.multitask.probe_steps = 1
   config.train.max_steps = 4
   config.train.checkpoint_every = 2

@@ -9,7 +9,8 @@ import os
 
 from PIL import Image
 
-from jaxprompt import published, report, report_tables
+from jaxprompt import report
+from jaxprompt.report import published, tables as report_tables
 
 SEEDS = (1, 2, 3)
 OFFSET_BASE, OFFSET_NOVEL = {1: -1, 2: 0, 3: 1}, {1: -2, 2: 0, 3: 2}

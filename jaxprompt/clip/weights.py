@@ -23,11 +23,12 @@ import numpy as np
 from jaxprompt.clip.model import CLIP
 from jaxprompt.trees import flatten, unflatten
 from jaxprompt.clip.tokenizer import Tokenizer
+from jaxprompt.world import MINI_CLIP_DIR
 
 Params = dict[str, Any]
 
 # The shapes world's pretrained mini CLIP, shipped inside the package (see jaxprompt/world/assets/mini_clip/RECORD.md).
-EMBEDDED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "world", "assets", "mini_clip")
+EMBEDDED = MINI_CLIP_DIR
 
 
 @dataclasses.dataclass

@@ -266,3 +266,21 @@ def build_imagenet_a(root: str) -> Source:
 def build_imagenet_r(root: str) -> Source:
   """ImageNet-R: imagenet-r/<wnid>/* (200 classes); `superset_labels` maps them into ImageNet's 1000 labels."""
   return _build_imagenet_variant("imagenet_r", root, "imagenet-rendition", "imagenet-r", subset=True)
+
+
+# --- the papers' dataset lists (one place; configs, sweeps and the report read them from here) --------------------------
+COOP_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+                 "sun397", "dtd", "eurosat", "ucf101")
+"""The 11 datasets of CoOp's few-shot and base-to-novel tables, in the papers' column order."""
+DG_TARGETS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+"""Domain generalisation: the ImageNet variants a run trained on ImageNet is evaluated on."""
+XD_TARGETS = tuple(name for name in COOP_DATASETS if name != "imagenet")
+"""Cross-dataset transfer: the other 10 datasets a run trained on ImageNet is evaluated on."""
+
+
+def named_targets(text: str) -> tuple[str, ...]:
+  """A config's `targets` argument: "dg", "xd", "none" (or ""), or source names joined by "+"."""
+  named = {"dg": DG_TARGETS, "xd": XD_TARGETS, "none": (), "": ()}
+  if text in named:
+    return named[text]
+  return tuple(filter(None, text.split("+")))

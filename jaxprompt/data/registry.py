@@ -1,23 +1,17 @@
 """Data sources by name: `build_source("dtd", root=...)`, `build_source("world_fewshot")`.
 
 Each source module registers its builders with `@register("name")` at import time; `build_source` imports the
-modules that hold builders, so callers never need to.
+modules that hold builders (`jaxprompt.data.sources` and the shapes world's `jaxprompt.world.tasks`), so callers
+never need to. The imports are deferred to the first look-up because those modules import `register` from here.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from jaxprompt.data.types import Source
 
 _BUILDERS: dict[str, Callable[..., Source]] = {}
-
-# Modules whose import registers builders. Listed here (not discovered) so the registry reads top to bottom.
-_SOURCE_MODULES = (
-    "jaxprompt.data.sources",
-    "jaxprompt.world.tasks",
-)
 
 
 def register(name: str):
@@ -33,12 +27,9 @@ def register(name: str):
 
 
 def _import_source_modules():
-  for module in _SOURCE_MODULES:
-    try:
-      importlib.import_module(module)
-    except ModuleNotFoundError as error:
-      if error.name != module:  # a real missing dependency inside the module: surface it
-        raise
+  """Imports every module that registers builders (each registers at its first import)."""
+  from jaxprompt.data import sources  # noqa: F401  pylint: disable=import-outside-toplevel
+  from jaxprompt.world import tasks  # noqa: F401  pylint: disable=import-outside-toplevel
 
 
 def known_sources() -> list[str]:

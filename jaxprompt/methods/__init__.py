@@ -4,6 +4,6 @@ Importing a method module registers it under its name.
 """
 
 from jaxprompt.methods import cocoop, coop, ivlp, lamm, maple, mmap, rpo, vpt, zeroshot  # noqa: F401  (registers)
-from jaxprompt.methods.base import Method, build, default_config, register, registry
+from jaxprompt.methods.base import Method, build, default_config, register, registered
 
-__all__ = ["Method", "build", "default_config", "register", "registry"]
+__all__ = ["Method", "build", "default_config", "register", "registered"]

@@ -43,7 +43,8 @@ def register(name: str):
   return decorate
 
 
-def registry() -> dict[str, type["Method"]]:
+def registered() -> dict[str, type["Method"]]:
+  """Every registered method class by name."""
   return dict(_REGISTRY)
 
 

@@ -24,6 +24,8 @@ from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prom
 class IVLP(PromptedMethod):
   """Independent vision-language prompting."""
 
+  depth_options = ("text_depth", "vision_depth")  # prompt depths in layers; `config.fit_depth` caps them at the backbone's
+
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
     options = ml_collections.ConfigDict()

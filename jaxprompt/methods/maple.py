@@ -30,6 +30,8 @@ from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prom
 class MaPLe(PromptedMethod):
   """Multi-modal prompt learning with a text-to-vision coupling function per prompted layer."""
 
+  depth_options = ("depth",)  # prompt depths in layers; `config.fit_depth` caps them at the backbone's
+
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
     options = ml_collections.ConfigDict()

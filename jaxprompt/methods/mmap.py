@@ -42,6 +42,8 @@ COMBINES = ("concat", "sum")
 class MmAP(Method):
   """One MmAP; see the module docstring. `slots`: prompt tokens per layer the sequences hold (default b)."""
 
+  depth_options = ("depth",)  # prompt depths in layers; `config.fit_depth` caps them at the backbone's
+
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()

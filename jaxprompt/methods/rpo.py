@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from jaxprompt.clip.model import BLOCKED, normalize
-from jaxprompt.methods import readonly
+from jaxprompt.methods import rpo_readonly as readonly
 from jaxprompt.methods.base import Method, PromptTokens, encode_classes, prompt_names, register
 
 Array = jax.Array

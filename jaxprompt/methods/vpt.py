@@ -23,6 +23,8 @@ from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prom
 class VPT(PromptedMethod):
   """Deep vision prompting with cached text features."""
 
+  depth_options = ("depth",)  # prompt depths in layers; `config.fit_depth` caps them at the backbone's
+
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
     options = ml_collections.ConfigDict()

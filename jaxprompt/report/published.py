@@ -13,6 +13,7 @@ Metrics:
 """
 
 from __future__ import annotations
+from jaxprompt.data.coop_datasets import COOP_DATASETS
 
 PAPERS = {
     "rpo": dict(protocol="base2novel", source="RPO (Lee et al., ICCV 2023), Table 1; specs/rpo.md"),
@@ -22,8 +23,7 @@ PAPERS = {
     "lamm": dict(protocol="all", source="LAMM (Gao et al., AAAI 2024), read off the figure (+-0.5); specs/lamm.md"),
 }
 
-DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
-            "sun397", "dtd", "eurosat", "ucf101"]
+DATASETS = list(COOP_DATASETS)
 """The 11 datasets in the papers' table order."""
 
 PUBLISHED: dict[tuple[str, str, str, str], float] = {}

@@ -11,9 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from jaxprompt import published  # noqa: E402
-from jaxprompt.report import Group, dataset_average, dataset_rank, mean_of  # noqa: E402
-from jaxprompt.report_tables import ablation_sets, by_label, main_metric  # noqa: E402
+from jaxprompt.report import published  # noqa: E402
+from jaxprompt.report.groups import Group, dataset_average, dataset_rank, mean_of  # noqa: E402
+from jaxprompt.report.tables import ablation_sets, by_label, main_metric  # noqa: E402
 
 
 def file_name(*parts: str) -> str:

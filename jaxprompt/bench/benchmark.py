@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from jaxprompt import bench_core as core
+from jaxprompt.bench import parts as core
 from jaxprompt.clip.model import cosine_logits
 from jaxprompt.methods.base import PromptTokens, cross_entropy, accuracy
 from jaxprompt.methods.prompting import PromptedMethod, text_params

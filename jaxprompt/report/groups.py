@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxprompt import published
+from jaxprompt.report import published
 
 RESULTS = "results.json"
 MAIN_METRIC = {"all": "accuracy", "base2novel": "hm", "multitask": "mean"}
@@ -238,7 +238,7 @@ def group_record(g: Group, ddof: int) -> dict:
 
 def build_report(root: str, out_dir: str | None = None, ddof: int = 0, warn: Callable[[str], None] = print) -> dict:
   """Writes report.md, report.json, curves/*.png and bars/*.png under out_dir (default root); returns report.json."""
-  from jaxprompt import report_plots, report_tables as tables  # pylint: disable=import-outside-toplevel
+  from jaxprompt.report import plots as report_plots, tables  # pylint: disable=import-outside-toplevel
   out_dir = out_dir or root
   warnings = []
   def note(message):
@@ -306,8 +306,3 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"{report['runs']} runs, {len(report['groups'])} groups -> {os.path.join(out, 'report.md')}, "
         f"report.json, {len(report['plots'])} plots")
   return 0
-
-
-if __name__ == "__main__":
-  from jaxprompt import report as _report  # one module object for report, report_tables and report_plots
-  sys.exit(_report.main())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from jaxprompt import published
-from jaxprompt.report import (HM_OF_MEANS, MAIN_METRIC, MEAN_HM, Group, cell, dataset_average, dataset_rank,
+from jaxprompt.report import published
+from jaxprompt.report.groups import (HM_OF_MEANS, MAIN_METRIC, MEAN_HM, Group, cell, dataset_average, dataset_rank,
                               hm_of_means, mean_of)
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import ml_collections
 
-from jaxprompt import reporting, train
+from jaxprompt import train
+from jaxprompt.report import run_files as reporting
 
 
 def method_run_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The single-task config of one demo method: the shared run config plus the method's recipe."""
   sub = ml_collections.ConfigDict(config.to_dict())
-  del sub["demo"]
   sub.run_kind = "single"
   sub.method.name = name
   if name in config.demo.recipes:

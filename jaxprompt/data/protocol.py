@@ -44,7 +44,7 @@ class RunData:
   evals: list[EvalSet]
 
 
-def _source_options(data: ml_collections.ConfigDict, options: ml_collections.ConfigDict | dict) -> dict:
+def source_options(data: ml_collections.ConfigDict, options: ml_collections.ConfigDict | dict) -> dict:
   options = dict(options.to_dict() if hasattr(options, "to_dict") else options)
   if data.root and "root" not in options:
     options["root"] = data.root
@@ -52,7 +52,7 @@ def _source_options(data: ml_collections.ConfigDict, options: ml_collections.Con
 
 
 def load_source(data: ml_collections.ConfigDict) -> Source:
-  return build_source(data.name, **_source_options(data, data.options))
+  return build_source(data.name, **source_options(data, data.options))
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
@@ -64,22 +64,22 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   evals = []
   if data.protocol == "all":
     train_source = source
-    evals.append(_eval_set("accuracy", source))
+    evals.append(eval_set("accuracy", source))
   elif data.protocol == "base2novel":
     train_source = fewshot.subsample_classes(source, "base")
-    evals.append(_eval_set("base", train_source))
-    evals.append(_eval_set("novel", fewshot.subsample_classes(source, "novel")))
+    evals.append(eval_set("base", train_source))
+    evals.append(eval_set("novel", fewshot.subsample_classes(source, "novel")))
   else:
     raise ValueError(f"config.data.protocol={data.protocol!r}: expected 'all' or 'base2novel'")
   for target in data.targets:
-    options = data.target_options.get(target, {}) if target in data.target_options else {}
-    target_source = build_source(target, **_source_options(data, options))
-    evals.append(_eval_set(f"target/{target}", target_source))
+    options = data.target_options.get(target, {})
+    target_source = build_source(target, **source_options(data, options))
+    evals.append(eval_set(f"target/{target}", target_source))
   return RunData(train_source, train_source.raw_classnames, train_source.templates, train_source.splits["train"],
                  evals)
 
 
-def _eval_set(name: str, source: Source) -> EvalSet:
+def eval_set(name: str, source: Source) -> EvalSet:
   if "test" not in source.splits:
     raise ValueError(f"data source {source.name} has no test split to evaluate {name!r} on")
   return EvalSet(name, source.raw_classnames, source.splits["test"], source.reader, source.templates)

@@ -31,7 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprompt import checkpoint, evaluate, grouping, parallel, protocol, reporting, train
+from jaxprompt import checkpoint, evaluate, parallel, train
+from jaxprompt.data import protocol
+from jaxprompt.report import run_files as reporting
+from jaxprompt.trainers import grouping
 from jaxprompt.clip import weights
 from jaxprompt.data import fewshot, pipeline
 from jaxprompt.data.registry import build_source
@@ -53,22 +56,6 @@ class Task:
   source: Source
 
 
-def config_block():
-  """The `config.multitask` block (a config file adds it to `base_config()` and sets what its setting needs)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  block = ml_collections.ConfigDict()
-  block.name = ""            # dataset label in results ("" = data.name, or "multitask" for a list of sources)
-  block.tasks = ()           # source names, one per task (e.g. world_styles/photo, ...); or else
-  block.domains = ()         # domains of data.name (its `domain` option), one per task
-  block.mode = "mmap_mt"     # "mmap_mt" | "mt" | "st" | "zeroshot" (module docstring)
-  block.num_groups = 2       # groups for the exhaustive search
-  block.grouping = "exhaustive"  # "exhaustive" (T <= 8) | "threshold" (cos > tau -> connected components)
-  block.tau = 0.0            # threshold of the threshold rule
-  block.partition = ""       # forced partition, e.g. "0,1|2,3" (skips the probe)
-  block.probe_steps = 0      # probe length (0 = one epoch of the largest task)
-  return block
-
-
 # --- tasks --------------------------------------------------------------------------------------------------------------
 def load_tasks(config, workdir: str) -> list[Task]:
   """`multitask.tasks` (source names) or `multitask.domains` (of `data.name`), each K-shot, draw recorded."""
@@ -81,7 +68,7 @@ def load_tasks(config, workdir: str) -> list[Task]:
     raise ValueError("config.multitask needs `tasks` (source names) or `domains` (of config.data.name)")
   tasks = []
   for name, source_name, options in specs:
-    source = build_source(source_name, **protocol._source_options(data, options))
+    source = build_source(source_name, **protocol.source_options(data, options))
     split_path = os.path.join(workdir, f"split_{name.replace(' ', '_').replace('/', '_')}.json")
     source = fewshot.few_shot_source_recorded(source, data.shots, config.seed, split_path)
     tasks.append(Task(name, source))
@@ -297,7 +284,7 @@ def run(config, workdir: str) -> dict[str, Any]:
 
   metrics = {}
   for t, task in enumerate(tasks):
-    eval_set = protocol._eval_set(f"task/{task.name}", task.source)
+    eval_set = protocol.eval_set(f"task/{task.name}", task.source)
     metrics[eval_set.name] = evaluate.accuracy(model.view(t), trainable, frozen, eval_set, mesh,
                                                config.data.eval_batch_size, config.data.workers)
   metrics["mean"] = float(np.mean([metrics[f"task/{t.name}"] for t in tasks]))

@@ -26,11 +26,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from jaxprompt import checkpoint, evaluate, parallel, protocol, reporting, train
+from jaxprompt import checkpoint, evaluate, parallel, train
+from jaxprompt.data import protocol
+from jaxprompt.report import run_files as reporting
 from jaxprompt.clip import weights
 from jaxprompt.data import fewshot
 
@@ -38,14 +39,6 @@ log = logging.getLogger(__name__)
 
 Params = dict[str, Any]
 METHODS = ("lamm", "coop", "maple")
-
-
-def config_block() -> ml_collections.ConfigDict:
-  """The `config.continual` block."""
-  block = ml_collections.ConfigDict()
-  block.num_tasks = 2        # disjoint class chunks (2 = base half, then novel half)
-  block.method = "lamm"      # "lamm" (LAMM on CLIP, own label rows per task) | "coop" | "maple" (sequential)
-  return block
 
 
 def keep_rows(rows: np.ndarray) -> optax.GradientTransformation:
@@ -106,7 +99,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     for s, classes in [(s, chunks[s]) for s in range(t + 1)] + [("union", sorted(seen))]:
       name = f"after{t + 1}/" + (f"task{s}" if s != "union" else "union")
       eval_source = fewshot.select_classes(source, classes)
-      eval_set = protocol._eval_set(name, eval_source)
+      eval_set = protocol.eval_set(name, eval_source)
       metrics[name] = evaluate.accuracy(task_method(config, backbone, full, source, classes), trainable, frozen,
                                         eval_set, mesh, config.data.eval_batch_size, config.data.workers)
     log.info("after task %d: %s", t + 1, {k: round(v, 2) for k, v in metrics.items() if k.startswith(f"after{t + 1}/")})
