@@ -1,11 +1,13 @@
 """The world's downstream tasks are well-formed, procedural sources."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from jaxprompt.data.registry import build_source, known_sources
 from jaxprompt.data.types import Source
-from jaxprompt.world import generator
+from jaxprompt.world import generator, tasks
 
 WORLD_TASKS = ["world_shapes", "world_misaligned", "world_colours"] + [f"world_styles/{s}" for s in generator.STYLES]
 
@@ -65,3 +67,18 @@ def test_misaligned_names_and_shared_class_order():
 def test_root_is_refused_with_a_clear_message():
   with pytest.raises(ValueError, match="procedural"):
     build_source("world_shapes", root="/data")
+
+
+@pytest.mark.parametrize("name", ["world_shapes", "world_colours"])
+def test_image_is_a_function_of_the_key_alone(name):
+  """The key's within-split index fixes the class (index % 8) and the style; the example's own label and domain,
+  which class subsets renumber, do not change the pixels."""
+  source = build_source(name, styles="photo,sketch", train_per_class=2, val_per_class=1, test_per_class=2)
+  for split, examples in source.splits.items():
+    for example in examples:
+      index = tasks.split_index(name, example.key)
+      assert example.key == tasks.SPLIT_OFFSETS[split] + index
+      assert (example.label, example.domain) == (index % 8, ("photo", "sketch")[(index // 8) % 2])
+  example = source.splits["test"][9]
+  other = dataclasses.replace(example, label=(example.label + 3) % 8, domain="cartoon")
+  np.testing.assert_array_equal(source.reader(other), source.reader(example))
