@@ -25,6 +25,11 @@ def memory_reader(example):
   return pixels_of(int(str(example.key).split("_")[-1]))
 
 
+def run_log():
+  """What a run passes every loader: its own corrupt-image log and the source's name."""
+  return {"corrupt_log": pipeline.CorruptImageLog(), "source_name": "toy"}
+
+
 def make_examples(n, num_classes=5):
   return [Example(f"img_{i}", i % num_classes) for i in range(n)]
 
@@ -85,7 +90,7 @@ def test_steps_per_epoch():
 
 def test_train_batches_shuffle_without_replacement_per_epoch():
   examples = make_examples(10)
-  loader = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=0, worker_threads=2)
+  loader = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=0, worker_threads=2, **run_log())
   assert loader.steps_per_epoch == 2
   batches = [next(loader) for _ in range(4)]
   for batch in batches:
@@ -100,7 +105,7 @@ def test_train_batches_shuffle_without_replacement_per_epoch():
 
 
 def test_fewer_examples_than_batch_gives_one_batch_of_all():
-  loader = pipeline.train_loader(make_examples(3), memory_reader, SIZE, 32, seed=1, worker_threads=1)
+  loader = pipeline.train_loader(make_examples(3), memory_reader, SIZE, 32, seed=1, worker_threads=1, **run_log())
   first, second = next(loader), next(loader)
   assert first["labels"].shape == (3,) and sorted(first["labels"].tolist()) == [0, 1, 2]
   assert sorted(second["labels"].tolist()) == [0, 1, 2]
@@ -110,7 +115,7 @@ def test_resumed_iterator_yields_the_same_next_batch(tmp_path):
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
   examples = make_examples(13)
-  loader = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=5, worker_threads=2)
+  loader = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=5, worker_threads=2, **run_log())
   for _ in range(4):  # into the second epoch
     next(loader)
   state = loader.get_state()
@@ -120,40 +125,41 @@ def test_resumed_iterator_yields_the_same_next_batch(tmp_path):
   checkpointer = ocp.Checkpointer(ocp.JsonCheckpointHandler())
   checkpointer.save(str(tmp_path / "it"), args=ocp.args.JsonSave(state))
   restored_state = checkpointer.restore(str(tmp_path / "it"), args=ocp.args.JsonRestore())
-  resumed = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=5, worker_threads=2)
+  resumed = pipeline.train_loader(examples, memory_reader, SIZE, 4, seed=5, worker_threads=2, **run_log())
   resumed.set_state(restored_state)
   for want in expected:
     got = next(resumed)
     np.testing.assert_array_equal(got["images"], want["images"])
     np.testing.assert_array_equal(got["labels"], want["labels"])
-  other = pipeline.train_loader(examples, memory_reader, SIZE, 8, seed=5, worker_threads=1)
+  other = pipeline.train_loader(examples, memory_reader, SIZE, 8, seed=5, worker_threads=1, **run_log())
   with pytest.raises(ValueError, match="global_batch_size=4"):
     other.set_state(state)
 
 
 def test_multi_host_rows_partition_the_global_batch():
   examples = make_examples(12)
-  whole = pipeline.train_loader(examples, memory_reader, SIZE, 6, seed=2, worker_threads=1)
+  whole = pipeline.train_loader(examples, memory_reader, SIZE, 6, seed=2, worker_threads=1, **run_log())
   hosts = [pipeline.train_loader(examples, memory_reader, SIZE, 6, seed=2, process_index=p, process_count=2,
-                                 worker_threads=1) for p in range(2)]
+                                 worker_threads=1, **run_log()) for p in range(2)]
   for _ in range(3):
     full = next(whole)
     parts = [next(h) for h in hosts]
     assert parts[0]["images"].shape[0] == 3
     np.testing.assert_array_equal(np.concatenate([p["images"] for p in parts]), full["images"])
   with pytest.raises(ValueError, match="not divisible by process_count=4"):
-    pipeline.train_loader(examples, memory_reader, SIZE, 6, seed=2, process_count=4)
+    pipeline.train_loader(examples, memory_reader, SIZE, 6, seed=2, process_count=4, **run_log())
 
 
 def test_corrupt_train_image_is_substituted_and_counted(caplog):
   log = pipeline.CorruptImageLog()
-  examples = make_examples(6)
+  examples = make_examples(6, num_classes=3)  # class 2 keeps a readable image (example 5)
   examples[2] = Example("bad_2", 2)
-  loader = pipeline.TrainLoader(examples, memory_reader, SIZE, 3, seed=0, worker_threads=1, corrupt_log=log)
+  loader = pipeline.TrainLoader(examples, memory_reader, SIZE, 3, seed=0, worker_threads=1, corrupt_log=log,
+                                source_name="toy")
   with caplog.at_level(logging.WARNING):
     batches = [next(loader) for _ in range(4)]  # two epochs: the bad image is met twice, logged once
   assert all(b["images"].shape == (3, SIZE, SIZE, 3) for b in batches)
-  assert log.keys() == ["bad_2"] and len(log) == 1
+  assert len(log) == 1 and log.has("toy", "bad_2") and log.entries()[0].startswith("bad_2 (source toy): ")
   assert len([r for r in caplog.records if "bad_2" in r.getMessage()]) == 1
   order = loader.epoch_order(0)
   position = int(np.where(order == 2)[0][0])
@@ -170,7 +176,7 @@ def test_eval_padding_counts_each_example_once(process_count):
   num_batches = set()
   for p in range(process_count):
     batches = list(pipeline.eval_batches(examples, memory_reader, SIZE, 4, process_index=p,
-                                         process_count=process_count, worker_threads=2))
+                                         process_count=process_count, worker_threads=2, **run_log()))
     num_batches.add(len(batches))
     for b, batch in enumerate(batches):
       assert batch["images"].shape == (4 // process_count, SIZE, SIZE, 3)
@@ -181,7 +187,7 @@ def test_eval_padding_counts_each_example_once(process_count):
       assert not batch["images"][~batch["mask"]].any()
   assert num_batches == {3}
   assert sorted(seen) == list(range(11))
-  one = next(iter(pipeline.eval_batches(examples, memory_reader, SIZE, 4)))
+  one = next(iter(pipeline.eval_batches(examples, memory_reader, SIZE, 4, **run_log())))
   np.testing.assert_array_equal(one["images"][1], transforms.test_transform(pixels_of(1), SIZE))
 
 
@@ -192,10 +198,11 @@ def test_corrupt_eval_image_file_is_masked_and_counted(tmp_path, caplog):
     Image.fromarray(pixels_of(i)).save(path)
     examples.append(Example(str(path), i))
   (tmp_path / "1.png").write_bytes(b"\x89PNG broken")
-  pipeline.CORRUPT_IMAGES.clear()
+  log = pipeline.CorruptImageLog()
   with caplog.at_level(logging.WARNING):
-    batches = list(pipeline.eval_batches(examples, files.read_example_file, SIZE, 4, worker_threads=1))
+    batches = list(pipeline.eval_batches(examples, files.read_example_file, SIZE, 4, worker_threads=1,
+                                         corrupt_log=log, source_name="mine"))
   assert len(batches) == 1 and batches[0]["mask"].tolist() == [True, False, True, False]
-  assert pipeline.corrupt_images() == [os.path.join(tmp_path, "1.png")]
+  [entry] = log.entries()
+  assert entry.startswith(f"{os.path.join(tmp_path, '1.png')} (source mine): cannot decode image")
   assert any("1.png" in r.getMessage() for r in caplog.records)
-  pipeline.CORRUPT_IMAGES.clear()

@@ -230,8 +230,11 @@ def test_missing_root_names_path(tmp_path):
 
 def test_missing_split_file_names_path(tmp_path):
   (tmp_path / "dtd" / "images").mkdir(parents=True)
-  with pytest.raises(FileNotFoundError, match="split_zhou_DescribableTextures.json"):
-    registry.build_source("dtd", root=str(tmp_path))
+  with pytest.raises(ValueError, match="split_zhou_DescribableTextures.json.*no class folders"):
+    registry.build_source("dtd", root=str(tmp_path))  # DTD would be split by the reference's rule, but is empty
+  (tmp_path / "oxford_pets" / "images").mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match="split_zhou_OxfordPets.json.*DATASETS.md"):
+    registry.build_source("oxford_pets", root=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="splits_mini"):
     registry.build_source("mini_domainnet", root=str(tmp_path), domain="real")
 

@@ -1,12 +1,16 @@
 """Multi-domain datasets (MmAP's tasks): Office-Home, MiniDomainNet and DomainNet, one source per domain.
 
-Office-Home: `<root>/<Domain>/<Class>/*`, domains Art, Clipart, Product, Real World, 65 classes (label = index of the
-  sorted class folder names). No official split: a per-class stratified, seeded train/test split (default 80/20) is
-  made once and saved CoOp-style ({"train"|"test": [[relative_path, label, classname], ...]}, paths relative to root)
-  as `<root>/split_office_home_<Domain>_train<pct>_seed<seed>.json` (or `split_path`), then reused on every run.
-MiniDomainNet: `<root>/splits_mini/<domain>_{train,test}.txt`, lines "<domain>/<class>/<file> <label>"; domains
-  clipart, painting, real, sketch; 126 classes named by their folder. DomainNet: the same with `<root>/splits/`
-  (345 classes, six domains).
+Office-Home: `<base>/<Domain>/<Class>/*`, domains Art, Clipart, Product, Real World, 65 classes (label = index of
+  the sorted class folder names). The domain folder may be spelled as the dataset ships it (`Art`, `Real World`) or as
+  Dassl lays it out (`art`, `clipart`, `product`, `real_world`), and `<base>` may be `root` itself or
+  `<root>/office_home` (Dassl's DATASET.ROOT convention). No official split: a per-class stratified, seeded train/test
+  split (default 80/20) is made once and saved CoOp-style ({"train"|"test": [[relative_path, label, classname], ...]},
+  paths relative to `<base>`) as `<base>/split_office_home_<Domain>_train<pct>_seed<seed>.json` (or `split_path`),
+  then reused on every run.
+MiniDomainNet: `<base>/splits_mini/<domain>_{train,test}.txt`, lines "<domain>/<class>/<file> <label>" (paths relative
+  to `<base>`); domains clipart, painting, real, sketch; 126 classes named by their folder. DomainNet: the same with
+  `<base>/splits/` (345 classes, six domains). `<base>` is `root` itself or `<root>/domainnet` (Dassl's layout, where
+  DATASET.ROOT holds a `domainnet` folder).
 """
 
 from __future__ import annotations
@@ -50,6 +54,18 @@ def _domain_name(domain: str, known: tuple[str, ...]) -> str:
   return by_lower[key]
 
 
+def office_home_domain_dir(root: str, domain: str) -> tuple[str, str]:
+  """(base folder, domain folder name) of an Office-Home domain in any of the accepted layouts (module docstring)."""
+  spellings = (domain, domain.lower().replace(" ", "_"))
+  tried = []
+  for base in (root, os.path.join(root, "office_home")):
+    for folder in spellings:
+      tried.append(os.path.join(base, folder))
+      if os.path.isdir(tried[-1]):
+        return base, folder
+  raise FileNotFoundError(f"Office-Home domain folder not found; tried {', '.join(tried)}")
+
+
 @register("office_home")
 def build_office_home(root: str, domain: str, seed: int = 1, train_fraction: float = 0.8,
                       split_path: str | None = None) -> Source:
@@ -57,21 +73,22 @@ def build_office_home(root: str, domain: str, seed: int = 1, train_fraction: flo
   domain = _domain_name(domain, OFFICE_HOME_DOMAINS)
   root = os.path.abspath(os.path.expanduser(root))
   files.require_dir(root, "dataset root")
-  domain_dir = files.require_dir(os.path.join(root, domain), "Office-Home domain folder")
+  base, folder = office_home_domain_dir(root, domain)
+  domain_dir = os.path.join(base, folder)
   if split_path is None:
     tag = domain.replace(" ", "_")
-    split_path = os.path.join(root, f"split_office_home_{tag}_train{round(train_fraction * 100)}_seed{seed}.json")
+    split_path = os.path.join(base, f"split_office_home_{tag}_train{round(train_fraction * 100)}_seed{seed}.json")
   if not os.path.exists(split_path):
     classes = files.list_subdirs(domain_dir)
     if not classes:
       raise ValueError(f"Office-Home domain folder has no class folders: {domain_dir}")
-    per_class = [[os.path.join(domain, c, f) for f in files.list_images(os.path.join(domain_dir, c))] for c in classes]
+    per_class = [[os.path.join(folder, c, f) for f in files.list_images(os.path.join(domain_dir, c))] for c in classes]
     train, test = stratified_split(per_class, train_fraction, seed)
     files.write_json(split_path, {
         "train": [[path, label, classes[label]] for path, label in train],
         "test": [[path, label, classes[label]] for path, label in test],
     })
-  splits = read_split_file(split_path, root)
+  splits = read_split_file(split_path, base)
   splits = {s: [Example(e.key, e.label, e.classname, domain) for e in examples] for s, examples in splits.items()}
   raw = files.classnames_from_labels(((e.label, e.classname) for s in splits.values() for e in s), split_path)
   return Source(name=f"office_home/{domain}", classnames=[files.prompt_name(c) for c in raw], templates=TEMPLATES,
@@ -100,6 +117,9 @@ def _build_domainnet(name, root, domain, split_folder, known):
   domain = _domain_name(domain, known)
   root = os.path.abspath(os.path.expanduser(root))
   files.require_dir(root, "dataset root")
+  nested = os.path.join(root, "domainnet")  # Dassl's layout: DATASET.ROOT/domainnet/splits_mini/...
+  if not os.path.isdir(os.path.join(root, split_folder)) and os.path.isdir(os.path.join(nested, split_folder)):
+    root = nested
   split_dir = files.require_dir(os.path.join(root, split_folder), "split folder")
   splits = {split: read_domainnet_list(os.path.join(split_dir, f"{domain}_{split}.txt"), root, domain)
             for split in ("train", "test")}

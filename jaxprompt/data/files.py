@@ -18,19 +18,60 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 
 def read_image_file(path: str) -> np.ndarray:
-  """Decodes an image file to uint8 (H, W, 3) RGB (greyscale, palette and alpha images are converted).
+  """Decodes an image file to uint8 (H, W, 3) RGB (greyscale, palette, alpha and high-bit-depth images are converted).
 
-  Raises FileNotFoundError for a missing file and `CorruptImageError` (naming the file) for one that cannot be decoded.
+  High bit depths are scaled, never clipped (Pillow's own `convert("RGB")` clips them to 0..255, which turns a 16-bit
+  image nearly white and a [0, 1] float image black); see `scale_to_uint8`. Raises FileNotFoundError for a missing
+  file and `CorruptImageError` (naming the file) for one that cannot be decoded or whose values cannot be scaled.
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"image file not found: {path}")
   try:
     with Image.open(path) as image:
       image.load()  # PIL decodes lazily: force the decode here so truncated files fail inside the try
+      if image.mode in WIDE_MODES:
+        grey = scale_to_uint8(np.asarray(image), f"mode {image.mode}")
+        return np.repeat(grey[..., None], 3, axis=-1)
       rgb = image.convert("RGB")
   except (OSError, ValueError, Image.DecompressionBombError) as error:
     raise CorruptImageError(f"cannot decode image {path}: {error}") from error
   return np.asarray(rgb, dtype=np.uint8)
+
+
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""Pillow's single-channel modes wider than 8 bits: 16-bit PNG/TIFF, 32-bit integer TIFF, 32-bit float TIFF."""
+
+
+def scale_to_uint8(pixels: np.ndarray, where: str) -> np.ndarray:
+  """Any-depth pixels (..., C or none) -> uint8 of the same shape, keeping what the values mean.
+
+  uint8: unchanged. uint16 (16-bit PNG/TIFF, mode I;16): round(v * 255 / 65535). Other integers (mode I, 32-bit):
+    values in 0..255 are taken as 8-bit, values in 0..65535 (Pillow opens some 16-bit files as mode I) as 16-bit
+    (scaled as uint16); anything outside 0..65535 is refused (no scaling of 32-bit ranges is guessed).
+  float (mode F): values in [0, 1] -> round(v * 255); values in [0, 255] with some above 1 are taken as 8-bit
+    values stored as floats (rounded); NaN/inf or values outside [0, 255] are refused.
+  Refusals raise ValueError naming `where` and the value range.
+  """
+  if pixels.dtype == np.uint8:
+    return pixels
+  if pixels.size == 0:
+    raise ValueError(f"{where}: no pixels")
+  if np.issubdtype(pixels.dtype, np.floating):
+    if not np.isfinite(pixels).all():
+      raise ValueError(f"{where}: float pixels hold NaN or inf")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 255:
+      raise ValueError(f"{where}: float pixels range over [{low:g}, {high:g}], expected [0, 1] or [0, 255]")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.round(pixels.astype(np.float64) * scale).astype(np.uint8)
+  if not np.issubdtype(pixels.dtype, np.integer):
+    raise ValueError(f"{where}: pixels of dtype {pixels.dtype} are not supported")
+  low, high = int(pixels.min()), int(pixels.max())
+  if pixels.dtype != np.uint16 and 0 <= low and high <= 255:
+    return pixels.astype(np.uint8)
+  if low < 0 or high > 65535:
+    raise ValueError(f"{where}: integer pixels range over [{low}, {high}], expected 0..255 or 0..65535")
+  return np.round(pixels.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
 
 
 def read_example_file(example: Example) -> np.ndarray:
@@ -63,10 +104,18 @@ def list_subdirs(path: str, ignore: Iterable[str] = ()) -> list[str]:
                 if entry.is_dir() and not entry.name.startswith(".") and entry.name not in ignored)
 
 
-def list_images(folder: str) -> list[str]:
-  """Sorted file names of the images in `folder`; raises ValueError naming the folder when it holds none."""
+def list_images(folder: str, order: str = "sorted") -> list[str]:
+  """File names of the images in `folder`; raises ValueError naming the folder when it holds none.
+
+  order="sorted" (the default: the same on every machine) or "listdir" (the file system's own order, `os.listdir`,
+  which is what the reference's ImageNet reader uses, so its few-shot draw depends on the machine's file system).
+  """
   require_dir(folder, "class folder")
-  names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file() and is_image_file(entry.name))
+  if order not in ("sorted", "listdir"):
+    raise ValueError(f"file order must be 'sorted' or 'listdir', got {order!r}")
+  names = [name for name in os.listdir(folder) if is_image_file(name) and os.path.isfile(os.path.join(folder, name))]
+  if order == "sorted":
+    names.sort()
   if not names:
     raise ValueError(f"class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}")
   return names

@@ -9,15 +9,22 @@ in epoch e is augmented with `augment_rng(seed, e, i)`: batches are a pure funct
 makes a restored iterator continue bit-identically.
 
 Corrupt images (the reader raises `CorruptImageError`, or any decode/OS error) never stop a run: each is logged once
-with a warning naming it and recorded in a process-wide `CorruptImageLog` (`corrupt_images()`), which the trainer
-reports at the end. In a train batch the corrupt image's slot is filled with the next readable example of the same
-epoch order (deterministic, so resumption stays exact); in an eval batch its slot is masked out (mask False).
+with a warning naming it and recorded in the run's own `CorruptImageLog`, which the run creates, passes to every
+loader (`corrupt_log=`, required) and reports at the end (`entries()`). The log is keyed by (source name, example
+key), so dataset A's corrupt image 5 never masks dataset B's image 5: every loader is told its source's name
+(`source_name=`, required). In a train batch the corrupt image's slot is filled with the next readable example of the
+same epoch order (deterministic, so resumption stays exact); in an eval batch its slot is masked out (mask False).
+
+A class that cannot be trained on stops the run: before the first batch the train loader reads each class's training
+images in the given order until one decodes (usually one read per class), and raises ValueError naming the class when
+none does. The rule is deterministic (same reads on every host and resume) and costs one decode per class.
 
 Decoding and augmentation run in `worker_threads` grain read threads, one batch per thread.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 import os
@@ -34,57 +41,83 @@ _ENDLESS = 2**62  # steps in the "infinite" train MapDataset
 
 
 class CorruptImageLog:
-  """Thread-safe record of the corrupt images met so far; warns once per image."""
+  """One run's record of the corrupt images met so far, keyed by (source name, example key); warns once per image.
+
+  Thread-safe (the loaders read in several threads). `entries()` gives one readable line per image.
+  """
 
   def __init__(self):
     self._lock = threading.Lock()
-    self._keys: dict[str, str] = {}
+    self._errors: dict[tuple[str, str], tuple[str | int, str]] = {}
 
-  def record(self, key, error: Exception) -> None:
+  def record(self, source_name: str, key: str | int, error: Exception) -> None:
+    """Records that `key` of source `source_name` cannot be read (a warning the first time)."""
     with self._lock:
-      if str(key) in self._keys:
+      if (source_name, str(key)) in self._errors:
         return
-      self._keys[str(key)] = str(error)
-    logging.warning("skipping corrupt image %s: %s", key, error)
+      self._errors[(source_name, str(key))] = (key, str(error))
+    logging.warning("skipping corrupt image: %s", describe(source_name, key, error))
 
-  def __contains__(self, key) -> bool:
+  def has(self, source_name: str, key: str | int) -> bool:
     with self._lock:
-      return str(key) in self._keys
+      return (source_name, str(key)) in self._errors
 
-  def keys(self) -> list[str]:
+  def entries(self) -> list[str]:
+    """Sorted lines "<file path> (source <name>): <error>", or "<name> example <key>: <error>" for index keys."""
     with self._lock:
-      return sorted(self._keys)
+      items = sorted(self._errors.items())
+    return [describe(source_name, key, error) for (source_name, _), (key, error) in items]
 
   def __len__(self) -> int:
     with self._lock:
-      return len(self._keys)
-
-  def clear(self) -> None:
-    with self._lock:
-      self._keys.clear()
+      return len(self._errors)
 
 
-CORRUPT_IMAGES = CorruptImageLog()
+def describe(source_name: str, key: str | int, error) -> str:
+  """A corrupt image as one line naming the file (path keys) or the dataset and index (TFDS, world sources)."""
+  if isinstance(key, str):
+    return f"{key} (source {source_name}): {error}"
+  return f"{source_name} example {key}: {error}"
 
 
-def corrupt_images() -> list[str]:
-  """The distinct corrupt images skipped so far in this process (report `len(...)` and the names at the end)."""
-  return CORRUPT_IMAGES.keys()
-
-
-def _read(reader: ImageReader, example: Example, log: CorruptImageLog) -> np.ndarray | None:
+def _read(reader: ImageReader, example: Example, source_name: str, log: CorruptImageLog) -> np.ndarray | None:
   """The example's pixels, or None (logged) if they cannot be read."""
-  if example.key in log:
+  if log.has(source_name, example.key):
     return None
   try:
     image = reader(example)
   except (CorruptImageError, OSError, ValueError) as error:
-    log.record(example.key, error)
+    log.record(source_name, example.key, error)
     return None
   if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-    log.record(example.key, ValueError(f"reader returned {image.dtype} {image.shape}, expected uint8 (H, W, 3)"))
+    log.record(source_name, example.key,
+               ValueError(f"reader returned {image.dtype} {image.shape}, expected uint8 (H, W, 3)"))
     return None
   return image
+
+
+def check_every_class_readable(examples: Sequence[Example], reader: ImageReader, source_name: str,
+                               log: CorruptImageLog, worker_threads: int = 1) -> None:
+  """Raises ValueError naming the first class (in label order) none of whose images in `examples` can be read.
+
+  Reads each class's images in their order in `examples` and stops at the first that decodes, so a healthy set costs
+  one decode per class. Unreadable images are recorded in `log` as usual.
+  """
+  by_label: dict[int, list[Example]] = {}
+  for example in examples:
+    by_label.setdefault(example.label, []).append(example)
+
+  def first_readable(label):
+    return any(_read(reader, example, source_name, log) is not None for example in by_label[label])
+
+  labels = sorted(by_label)
+  with concurrent.futures.ThreadPoolExecutor(max(1, worker_threads)) as pool:
+    readable = list(pool.map(first_readable, labels))
+  for label, ok in zip(labels, readable):
+    if not ok:
+      group = by_label[label]
+      raise ValueError(f"{source_name}: class {label} ({group[0].classname!r}) has no readable training image: all "
+                       f"{len(group)} are corrupt, e.g. {group[0].key}")
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -109,9 +142,10 @@ class TrainLoader:
   """
 
   def __init__(self, examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int,
-               seed: int, *, process_index: int = 0, process_count: int = 1, worker_threads: int | None = None,
-               corrupt_log: CorruptImageLog | None = None, min_crop_scale: float = 0.08):
+               seed: int, *, corrupt_log: CorruptImageLog, source_name: str, process_index: int = 0,
+               process_count: int = 1, worker_threads: int | None = None, min_crop_scale: float = 0.08):
     self.examples, self.reader, self.image_size, self.seed = list(examples), reader, image_size, seed
+    self.corrupt_log, self.source_name = corrupt_log, source_name
     self.min_crop_scale = min_crop_scale
     self.num_examples = n = len(self.examples)
     self.global_batch_size = global_batch_size
@@ -125,10 +159,10 @@ class TrainLoader:
                        f"by process_count={process_count}")
     self.local_batch_size = epoch_batch // process_count
     self._row_offset = process_index * self.local_batch_size
-    self.corrupt_log = CORRUPT_IMAGES if corrupt_log is None else corrupt_log
     self._orders: dict[int, np.ndarray] = {}
     self._order_lock = threading.Lock()
     threads = worker_threads or default_worker_threads()
+    check_every_class_readable(self.examples, reader, source_name, corrupt_log, threads)
     dataset = grain.MapDataset.range(0, _ENDLESS).map(self.batch)
     self._dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
     self._iterator = iter(self._dataset)
@@ -159,7 +193,7 @@ class TrainLoader:
     for offset in range(self.num_examples):
       index = int(order[(position + offset) % self.num_examples])
       example = self.examples[index]
-      pixels = _read(self.reader, example, self.corrupt_log)
+      pixels = _read(self.reader, example, self.source_name, self.corrupt_log)
       if pixels is not None:
         rng = transforms.augment_rng(self.seed, epoch, index)
         return transforms.train_transform(pixels, self.image_size, rng, self.min_crop_scale), example.label
@@ -192,11 +226,16 @@ class TrainLoader:
 
 
 def train_loader(examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int, seed: int,
-                 *, process_index: int = 0, process_count: int = 1, worker_threads: int | None = None,
-                 min_crop_scale: float = 0.08) -> TrainLoader:
-  """The infinite shuffled train iterator (see `TrainLoader` and the module docstring)."""
-  return TrainLoader(examples, reader, image_size, global_batch_size, seed, process_index=process_index,
-                     process_count=process_count, worker_threads=worker_threads, min_crop_scale=min_crop_scale)
+                 *, corrupt_log: CorruptImageLog, source_name: str, process_index: int = 0, process_count: int = 1,
+                 worker_threads: int | None = None, min_crop_scale: float = 0.08) -> TrainLoader:
+  """The infinite shuffled train iterator (see `TrainLoader` and the module docstring).
+
+  corrupt_log: the run's log (shared by all its loaders); source_name: the name of the source the examples come from
+  (`Source.name`), which keys the log. Raises ValueError naming a class none of whose images can be read.
+  """
+  return TrainLoader(examples, reader, image_size, global_batch_size, seed, corrupt_log=corrupt_log,
+                     source_name=source_name, process_index=process_index, process_count=process_count,
+                     worker_threads=worker_threads, min_crop_scale=min_crop_scale)
 
 
 class EvalBatches:
@@ -208,8 +247,8 @@ class EvalBatches:
   """
 
   def __init__(self, examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int, *,
-               process_index: int = 0, process_count: int = 1, worker_threads: int | None = None,
-               corrupt_log: CorruptImageLog | None = None):
+               corrupt_log: CorruptImageLog, source_name: str, process_index: int = 0, process_count: int = 1,
+               worker_threads: int | None = None):
     if global_batch_size <= 0 or global_batch_size % process_count:
       raise ValueError(f"global_batch_size={global_batch_size} must be positive and divisible by "
                        f"process_count={process_count}")
@@ -220,7 +259,7 @@ class EvalBatches:
     self.local_batch_size = global_batch_size // process_count
     self._row_offset = process_index * self.local_batch_size
     self.num_batches = math.ceil(len(self.examples) / global_batch_size)
-    self.corrupt_log = CORRUPT_IMAGES if corrupt_log is None else corrupt_log
+    self.corrupt_log, self.source_name = corrupt_log, source_name
     self.worker_threads = worker_threads or default_worker_threads()
 
   def __len__(self) -> int:
@@ -234,7 +273,7 @@ class EvalBatches:
     start = b * self.global_batch_size + self._row_offset
     for slot, index in enumerate(range(start, min(start + self.local_batch_size, len(self.examples)))):
       example = self.examples[index]
-      pixels = _read(self.reader, example, self.corrupt_log)
+      pixels = _read(self.reader, example, self.source_name, self.corrupt_log)
       if pixels is not None:
         images[slot] = transforms.test_transform(pixels, size)
         labels[slot] = example.label
@@ -250,7 +289,12 @@ class EvalBatches:
 
 
 def eval_batches(examples: Sequence[Example], reader: ImageReader, image_size: int, global_batch_size: int, *,
-                 process_index: int = 0, process_count: int = 1, worker_threads: int | None = None) -> EvalBatches:
-  """Padded, masked evaluation batches (see `EvalBatches`); iterate it once per evaluation."""
-  return EvalBatches(examples, reader, image_size, global_batch_size, process_index=process_index,
-                     process_count=process_count, worker_threads=worker_threads)
+                 corrupt_log: CorruptImageLog, source_name: str, process_index: int = 0, process_count: int = 1,
+                 worker_threads: int | None = None) -> EvalBatches:
+  """Padded, masked evaluation batches (see `EvalBatches`); iterate it once per evaluation.
+
+  corrupt_log / source_name: as for `train_loader` (the run's log; the name of the examples' source).
+  """
+  return EvalBatches(examples, reader, image_size, global_batch_size, corrupt_log=corrupt_log,
+                     source_name=source_name, process_index=process_index, process_count=process_count,
+                     worker_threads=worker_threads)

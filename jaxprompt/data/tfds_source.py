@@ -55,7 +55,11 @@ class _TfdsReader:
       raise CorruptImageError(f"TFDS {self.dataset} record {example.key}: image shape {image.shape} is not (H, W, C)")
     if image.shape[-1] == 1:
       image = np.repeat(image, 3, axis=-1)
-    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    try:  # a uint16 or float image is scaled (files.scale_to_uint8), never wrapped or clipped to uint8
+      image = files.scale_to_uint8(image[..., :3], f"TFDS {self.dataset} record {example.key}")
+    except ValueError as error:
+      raise CorruptImageError(str(error)) from error
+    return np.ascontiguousarray(image)
 
 
 @register("tfds")

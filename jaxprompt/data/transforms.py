@@ -1,8 +1,11 @@
 """CLIP preprocessing on numpy/Pillow, matching torchvision's RandomResizedCrop / Resize / CenterCrop.
 
 Train: RandomResizedCrop(size, scale 0.08..1, ratio 3/4..4/3, bicubic) -> horizontal flip p=0.5 -> [0, 1] ->
-normalise. Test: resize the shorter side to `size` (bicubic) -> center crop -> [0, 1] -> normalise. `size` comes
-from the backbone config. The train transform draws from a numpy Generator; `augment_rng(seed, epoch, index)` makes
+normalise. The crop is cut out first and then resized, exactly as torchvision's `resized_crop` does on PIL images
+(`img.crop(box).resize(...)`): resizing with `Image.resize(box=...)` instead would let the bicubic filter read pixels
+outside the box and change border pixels by up to ~1 in normalised units.
+Test: resize the shorter side to `size` (bicubic) -> center crop -> [0, 1] -> normalise. `size` comes from the
+backbone config. The train transform draws from a numpy Generator; `augment_rng(seed, epoch, index)` makes
 it a pure function of (seed, epoch, example index), so a resumed run sees the same augmented images.
 """
 
@@ -56,12 +59,12 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, s
 
 
 def train_transform(image: np.ndarray, size: int, rng: np.random.Generator, min_scale: float = 0.08) -> np.ndarray:
-  """uint8 (H, W, 3) -> float32 (size, size, 3): random resized crop (bicubic; area fraction min_scale..1),
-  flip p=0.5, normalise."""
+  """uint8 (H, W, 3) -> float32 (size, size, 3): random resized crop (box from `random_resized_crop_box`, cropped then
+  resized bicubic; area fraction min_scale..1), flip p=0.5 (one more draw from `rng`), normalise."""
   height, width = image.shape[:2]
   top, left, h, w = random_resized_crop_box(height, width, rng, scale=(min_scale, 1.0))
-  crop = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
-  out = np.asarray(crop)
+  crop = Image.fromarray(image).crop((left, top, left + w, top + h))  # crop first, then resize: as torchvision does
+  out = np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC))
   if rng.random() < 0.5:
     out = out[:, ::-1]
   return normalize(out)
