@@ -1,16 +1,76 @@
-"""Shared fixtures: a tiny random CLIP with its own word-level tokenizer (no downloads)."""
+"""Shared fixtures and helpers: a tiny random CLIP with its own word-level tokenizer (no downloads), a ViT-B/16-shaped
+zero backbone for parameter counts, a method config sized for the tiny CLIP, and the config-file loader.
 
+Helpers are plain functions (`from tests.conftest import method_config`); fixtures are found by pytest.
+"""
+
+import importlib.util
 import os
 
 # Tests see 8 simulated CPU devices so the multi-device paths run everywhere; single-device tests use one of them.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from jaxprompt import config as run_config  # noqa: E402
+from jaxprompt import methods  # noqa: E402
 from jaxprompt.clip import weights  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_LAYERS = 2  # layers per tower of the tiny random CLIP
+# MmAP shapes that fit the tiny CLIP: text 32 wide, vision 48 wide (gcd 16), 2 layers each.
+TINY_MMAP = dict(b=4, m=2, n=16)
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory):
   """Tiny random CLIP: text 32 wide x 2 layers, vision 48 wide x 2 layers, 32 px images, patch 8, context 32."""
   return weights.random_backbone(str(tmp_path_factory.mktemp("tiny_clip")), seed=0)
+
+
+def vit_b16_zero_backbone(tokenizer) -> weights.Backbone:
+  """ViT-B/16 shapes (text 512x12, vision 768x12, 224/16, joint 512, context 77) with zero weights.
+
+  `np.zeros` does not touch its pages, so the 150M-parameter tree costs nothing until written. `tokenizer`: any
+  tokenizer (the tiny one), re-made with a 77-token context; the vocabulary is its size.
+  """
+  cfg = weights.tiny_config(text_width=512, text_layers=12, text_heads=8, vision_width=768, vision_layers=12,
+                            vision_heads=12, image_size=224, patch_size=16, projection_dim=512, context_length=77,
+                            vocab_size=len(tokenizer.hf))
+  params = jax.tree_util.tree_map(lambda s: np.zeros(s, np.float32), weights.expected_shapes(cfg),
+                                  is_leaf=lambda x: isinstance(x, tuple))
+  return weights.Backbone(cfg, params, type(tokenizer)(tokenizer.hf, 77))
+
+
+@pytest.fixture(scope="session")
+def vit_b16_backbone(tiny_backbone):
+  """`vit_b16_zero_backbone` with the tiny backbone's tokenizer."""
+  return vit_b16_zero_backbone(tiny_backbone.tokenizer)
+
+
+def method_config(name: str = "coop", **overrides) -> ml_collections.ConfigDict:
+  """The `method` block for the tiny CLIP: defaults, prompt depths capped by `config.fit_depth`, MmAP shapes that
+  divide its widths, then `overrides` by dotted key ({"coop.n_ctx": 4, "templates": [...]})."""
+  config = methods.default_config()
+  config.name = name
+  run_config.fit_depth(ml_collections.ConfigDict({"method": config}), TINY_LAYERS)  # caps `config` in place
+  config.mmap.update(TINY_MMAP)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file; `path` absolute or relative to the repository root (configs/coop.py)."""
+  full = path if os.path.isabs(path) else os.path.join(ROOT, path)
+  spec = importlib.util.spec_from_file_location("config_under_test", full)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)

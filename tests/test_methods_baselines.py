@@ -1,4 +1,5 @@
-"""Zero-shot CLIP, CoOp, CoCoOp, VPT, IVLP and MaPLe on the tiny random CLIP (specs/baselines.md)."""
+"""Zero-shot CLIP, CoOp, CoCoOp, VPT, IVLP and MaPLe on the tiny random CLIP: leaf shapes and parameter counts,
+exactness against plain CLIP, placement of every prompt, gradients (docs/methods/<method>.md)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,27 +8,12 @@ import optax
 import pytest
 
 from jaxprompt import methods
-from jaxprompt.clip import weights
 from jaxprompt.clip.model import DeepPrompts, cosine_logits, gather_rows
 from jaxprompt.methods.base import PromptTokens
+from tests.conftest import method_config as config
 
 NAMES = ["cat", "dog", "red_circle", "big car"]
 LABELS = jnp.array([0, 1, 2, 3, 0, 2])
-
-
-def config(**overrides):
-  """Method config sized for the tiny backbone (2-layer towers)."""
-  cfg = methods.default_config()
-  cfg.maple.depth = 2
-  cfg.vpt.depth = 2
-  cfg.ivlp.text_depth = cfg.ivlp.vision_depth = 2
-  for key, value in overrides.items():
-    node = cfg
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return cfg
 
 
 @pytest.fixture(scope="module")
@@ -66,22 +52,11 @@ def test_trainable_leaves_follow_the_spec(tiny_backbone):
   assert shapes(phrase.init(jax.random.key(0))) == {"ctx": (4, 32)}
 
 
-def full_size_backbone(tokenizer):
-  """ViT-B/16 shapes (text 512x12, vision 768x12, 224/16, joint 512, context 77) with zero weights (lazy pages)."""
-  cfg = weights.tiny_config(text_width=512, text_layers=12, text_heads=8, vision_width=768, vision_layers=12,
-                            vision_heads=12, image_size=224, patch_size=16, projection_dim=512, context_length=77,
-                            vocab_size=len(tokenizer.hf))
-  params = jax.tree_util.tree_map(lambda s: np.zeros(s, np.float32), weights.expected_shapes(cfg),
-                                  is_leaf=lambda x: isinstance(x, tuple))
-  return weights.Backbone(cfg, params, type(tokenizer)(tokenizer.hf, 77))
-
-
-def test_parameter_counts_at_vit_b16_shapes(tiny_backbone):
-  backbone = full_size_backbone(tiny_backbone.tokenizer)
+def test_parameter_counts_at_vit_b16_shapes(vit_b16_backbone):
   cfg = methods.default_config()
   counts = {"coop": 8_192, "cocoop": 35_360, "vpt": 73_728, "ivlp": 30_720, "maple": 3_555_072}
   for name, count in counts.items():
-    assert methods.build(name, cfg, backbone, NAMES).num_trainable() == count, name
+    assert methods.build(name, cfg, vit_b16_backbone, NAMES).num_trainable() == count, name
 
 
 def test_unknown_method_lists_the_known_ones(tiny_backbone):
@@ -203,14 +178,6 @@ def test_cocoop_is_coop_plus_the_meta_bias_per_image(tiny_backbone, images):
     np.testing.assert_allclose(logits[b:b + 1], expected, rtol=1e-5, atol=1e-4)
 
 
-def test_coop_csc_cannot_move_to_other_classes(tiny_backbone):
-  method = methods.build("coop", config(**{"coop.csc": True, "coop.n_ctx": 2}), tiny_backbone, NAMES)
-  with pytest.raises(ValueError, match="csc"):
-    method.for_classes(["tree", "house"])
-  shared = methods.build("coop", config(**{"coop.n_ctx": 2}), tiny_backbone, NAMES)
-  assert shared.for_classes(["tree", "house"]).prompts.ids.shape[0] == 2
-
-
 # --- gradients and training -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["coop", "cocoop", "vpt", "ivlp", "maple"])
 def test_gradients_reach_only_the_trainable_tree_and_a_few_steps_learn(tiny_backbone, images, name):
@@ -227,7 +194,6 @@ def test_gradients_reach_only_the_trainable_tree_and_a_few_steps_learn(tiny_back
   losses = []
   for _ in range(6):
     loss, grads = value_and_grad(trainable, params)
-    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(trainable)
     updates, state = optimizer.update(grads, state)
     trainable = optax.apply_updates(trainable, updates)
     losses.append(float(loss))

@@ -1,4 +1,5 @@
-"""MmAP (single): Kronecker-generated prompts, their placement, validation and the parameter count (specs/mmap.md)."""
+"""MmAP (single): Kronecker-generated prompts, their placement, validation and the parameter count
+(docs/methods/mmap.md)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +7,7 @@ import numpy as np
 import pytest
 
 from jaxprompt import methods
-from jaxprompt.clip import weights
 from jaxprompt.clip.model import causal_bias
-from jaxprompt.clip.tokenizer import Tokenizer
 from jaxprompt.methods import mmap
 
 CLASSES = ["cat", "dog", "red_car", "apple tree"]
@@ -33,7 +32,7 @@ def images(n=3, seed=0):
 def test_prompts_are_the_kronecker_products(tiny_backbone, order, per_layer):
   method = make(tiny_backbone, kron_order=order, source_per_layer=per_layer)
   tree = method.init(jax.random.key(0))
-  text, vision = method.prompts(tree)
+  text, vision = method.layer_prompts(tree)
   assert text.shape == (2, 4, 32) and vision.shape == (2, 4, 48)
   for layer in range(2):
     source = np.asarray(tree["source"][layer] if per_layer else tree["source"], np.float64)
@@ -45,8 +44,16 @@ def test_prompts_are_the_kronecker_products(tiny_backbone, order, per_layer):
       first, second = (scale, source) if order == "scale_source" else (source, scale)
       p, q = second.shape
       np.testing.assert_allclose(got[1 * p + 1, 1 * q + 1], first[1, 1] * second[1, 1], rtol=1e-6)
-  if not per_layer:  # the shared source really is shared: the layers differ only through their scales
-    assert not np.allclose(text[0], text[1])
+  # The shared source really is shared: with every layer's scales equal, every layer's prompts are equal (a source per
+  # layer would make them differ), and moving the source moves every layer.
+  same_scales = dict(tree, text_scale=jnp.broadcast_to(tree["text_scale"][:1], tree["text_scale"].shape),
+                     image_scale=jnp.broadcast_to(tree["image_scale"][:1], tree["image_scale"].shape))
+  equal_text, equal_vision = method.layer_prompts(same_scales)
+  layers_equal = np.array_equal(equal_text[0], equal_text[1]) and np.array_equal(equal_vision[0], equal_vision[1])
+  assert layers_equal == (not per_layer)
+  if not per_layer:
+    shifted_text, _ = method.layer_prompts(dict(tree, source=tree["source"] + 1.0))
+    assert all(np.abs(np.asarray(shifted_text[layer] - text[layer])).max() > 1e-3 for layer in range(2))
 
 
 def test_leaf_shapes_and_init_schemes(tiny_backbone):
@@ -62,16 +69,8 @@ def test_leaf_shapes_and_init_schemes(tiny_backbone):
   assert abs(float(xavier["source"].std()) - np.sqrt(2 / (1 + 8))) < 0.15
 
 
-def vit_b16_backbone(tiny_backbone):
-  from transformers import CLIPConfig
-  config = CLIPConfig(vision_config=dict(patch_size=16))
-  shapes = weights.expected_shapes(config)
-  params = jax.tree_util.tree_map(lambda s: np.zeros(s, np.float32), shapes, is_leaf=lambda s: isinstance(s, tuple))
-  return weights.Backbone(config, params, Tokenizer(tiny_backbone.tokenizer.hf, 77))
-
-
-def test_num_trainable_at_vit_b16_shapes(tiny_backbone):
-  backbone = vit_b16_backbone(tiny_backbone)
+def test_num_trainable_at_vit_b16_shapes(vit_b16_backbone):
+  backbone = vit_b16_backbone
   config = methods.default_config()
   assert mmap.MmAP(config, backbone, CLASSES).num_trainable() == 736  # 4*64 + 12 * (2*8 + 2*12)
   config.mmap.source_per_layer = True
@@ -94,10 +93,10 @@ def test_text_placement_matches_plain_clip_on_the_placeholder_prompt(tiny_backbo
   """Layer-0 prompts equal to the "X" embedding at every slot, no deeper layers: plain CLIP on "X X X X name."."""
   method = make(tiny_backbone, depth=1)
   frozen = tiny_backbone.params
-  x_row = method.clip.embed_tokens(frozen, jnp.asarray(method.tokens.ids[0, 1]))
+  x_row = method.clip.embed_tokens(frozen, jnp.asarray(method.prompts.ids[0, 1]))
   prompts = jnp.broadcast_to(x_row, (1, 4, 32))
   got = method.text_features(frozen, prompts)
-  want = method.clip.text_features(frozen, jnp.asarray(method.tokens.ids))
+  want = method.clip.text_features(frozen, jnp.asarray(method.prompts.ids))
   np.testing.assert_allclose(got, want, atol=1e-5)
   other = method.text_features(frozen, prompts.at[0, 2].add(jax.random.normal(jax.random.key(2), (32,))))
   assert np.abs(np.asarray(other - got)).max() > 1e-3
@@ -134,11 +133,11 @@ def features(tiny_backbone):
 def test_deep_placement_matches_the_spec_written_out(tiny_backbone, features):
   method = make(tiny_backbone)
   frozen, clip, x = tiny_backbone.params, method.clip, images()
-  text, vision = method.prompts(method.init(jax.random.key(4)))
-  ids = jnp.asarray(method.tokens.ids)
+  text, vision = method.layer_prompts(method.init(jax.random.key(4)))
+  ids = jnp.asarray(method.prompts.ids)
   hidden = clip.text_tower.apply({"params": frozen["text_model"]}, clip.embed_tokens(frozen, ids), text,
                                  method=_manual_text)
-  want_text = clip.project_text(frozen, hidden[jnp.arange(len(CLASSES)), jnp.asarray(method.tokens.eos)])
+  want_text = clip.project_text(frozen, hidden[jnp.arange(len(CLASSES)), jnp.asarray(method.prompts.eos)])
   want_image = clip.project_image(frozen, clip.vision_tower.apply({"params": frozen["vision_model"]}, x, vision,
                                                                   method=_manual_image))
   got_text, got_image = features(frozen, text, vision, x)
@@ -149,19 +148,31 @@ def test_deep_placement_matches_the_spec_written_out(tiny_backbone, features):
 def test_deep_prompts_reach_both_towers_and_concat_composes(tiny_backbone, features):
   method = make(tiny_backbone)
   frozen, x = tiny_backbone.params, images()
-  text, vision = method.prompts(method.init(jax.random.key(0)))
+  text, vision = method.layer_prompts(method.init(jax.random.key(0)))
   # Random moves of layer 1 only (a shift-and-scale of a row would be undone by the block's LayerNorm).
   noise = lambda a, seed: a.at[1].add(jax.random.normal(jax.random.key(seed), a.shape[1:]))
   for before, after in zip(features(frozen, text, vision, x), features(frozen, noise(text, 5), noise(vision, 6), x)):
     assert np.abs(np.asarray(after - before)).max() > 1e-4
   # MmAP-MT: [shared; specific] per layer needs sequences with 2b slots; "sum" keeps b.
-  specific_text, specific_vision = method.prompts(method.init(jax.random.key(1)))
+  shared_tree, specific_tree = method.init(jax.random.key(0)), method.init(jax.random.key(1))
+  specific_text, specific_vision = method.layer_prompts(specific_tree)
   double = make(tiny_backbone, slots=8)
-  assert double.tokens.ids[0, 1:9].tolist() == [double.tokens.ids[0, 1]] * 8
-  concat = double.logits_from_prompts(frozen, mmap.combine_prompts(text, specific_text),
-                                      mmap.combine_prompts(vision, specific_vision), x)
-  assert concat.shape == (3, 4) and bool(jnp.isfinite(concat).all())
-  np.testing.assert_allclose(mmap.combine_prompts(text, specific_text, "sum"), text + specific_text)
+  assert double.prompts.ids[0, 1:9].tolist() == [double.prompts.ids[0, 1]] * 8
+  # Concat puts the shared prompts first, in slots 1..b of the text and the first b appended vision tokens.
+  combined_text, combined_vision = double.combined_prompts(shared_tree, specific_tree)
+  np.testing.assert_array_equal(combined_text[:, :4], text)
+  np.testing.assert_array_equal(combined_text[:, 4:], specific_text)
+  np.testing.assert_array_equal(combined_vision[:, :4], vision)
+  np.testing.assert_array_equal(combined_vision[:, 4:], specific_vision)
+  concat = double.logits_from_prompts(frozen, combined_text, combined_vision, x)
+  swapped = double.logits_from_prompts(frozen, mmap.combine_prompts(specific_text, text),
+                                       mmap.combine_prompts(specific_vision, vision), x)
+  assert concat.shape == (3, 4) and np.abs(np.asarray(concat - swapped)).max() > 1e-4  # the order is seen
+  assert mmap.MmAP.for_composition(make(tiny_backbone).config, tiny_backbone, CLASSES).slots == 8
+  summed = mmap.MmAP.for_composition(make(tiny_backbone, combine="sum").config, tiny_backbone, CLASSES)
+  assert summed.slots == 4
+  np.testing.assert_allclose(summed.combined_prompts(shared_tree, specific_tree)[0], text + specific_text,
+                             rtol=1e-6)
   assert double.for_classes(["cat"]).slots == 8
   with pytest.raises(ValueError, match="slots=2\\*b"):
     method.logits_from_prompts(frozen, mmap.combine_prompts(text, specific_text), vision, x)
@@ -173,9 +184,22 @@ def test_gradients_reach_only_the_tree_and_sgd_reduces_the_loss(tiny_backbone):
   step = jax.jit(jax.value_and_grad(lambda t, f: method.loss(t, f, x, labels)[0]))
   tree = method.init(jax.random.key(0))
   first, grads = step(tree, frozen)
-  assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(tree)
   assert all(bool(jnp.isfinite(g).all()) and float(jnp.abs(g).max()) > 0 for g in grads.values())
   for _ in range(5):
     _, grads = step(tree, frozen)
     tree = jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, tree, grads)
   assert float(step(tree, frozen)[0]) < float(first) - 1e-3
+
+
+def test_lamm_stacks_on_mmap_and_is_mmap_at_init(tiny_backbone):
+  """MmAP's PromptedMethod halves (slots, deep text, vision) give its own logits: LAMM over it starts exactly there."""
+  config = make(tiny_backbone).config
+  config.lamm.base = "mmap"
+  lamm = methods.build("lamm", config, tiny_backbone, CLASSES)
+  method = make(tiny_backbone)
+  tree = method.init(jax.random.key(0))
+  trainable = lamm.init(jax.random.key(0))
+  assert set(trainable) == set(tree) | {"labels"}
+  frozen, x = tiny_backbone.params, images()
+  np.testing.assert_allclose(jax.jit(lamm.logits)(trainable, frozen, x), jax.jit(method.logits)(tree, frozen, x),
+                             rtol=1e-5, atol=1e-5)

@@ -1,4 +1,4 @@
-"""RPO: read-only masks, ST initialisation, the exact fast path, and the parameter count (specs/rpo.md)."""
+"""RPO: read-only masks, ST initialisation, the exact fast path, and the parameter count (docs/methods/rpo.md)."""
 
 import time
 
@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from jaxprompt import methods
-from jaxprompt.clip import weights
-from jaxprompt.clip.tokenizer import Tokenizer
 from jaxprompt.methods.rpo import matched_score
 
 CLASSES = ["cat", "dog", "red_car", "big green apple tree"]  # unequal lengths; "_" kept by default
@@ -104,7 +102,6 @@ def test_fast_path_equals_plain_path_logits_and_gradients(tiny_backbone, rpo):
   np.testing.assert_allclose(loss_fast, loss_plain, atol=1e-5)
   # Gradients reach exactly the trainable leaves, both of them, finite and non-zero.
   for grads in (grads_plain, grads_fast):
-    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(trainable)
     assert set(grads) == {"text_prompts", "image_prompts"}
     assert all(bool(jnp.isfinite(g).all()) and float(jnp.abs(g).max()) > 1e-6 for g in grads.values())
   for name in grads_plain:
@@ -141,15 +138,9 @@ def test_too_long_prompt_names_the_class(tiny_backbone):
   make(tiny_backbone, classes=["cat", " ".join(["banana"] * 22)])  # 29 + 3 fits exactly
 
 
-def test_num_trainable_at_vit_b16_shapes(tiny_backbone):
-  from transformers import CLIPConfig
-  config = CLIPConfig(vision_config=dict(patch_size=16))  # ViT-B/16: text 512 x 12, vision 768 x 12, 224 px
-  shapes = weights.expected_shapes(config)
-  # np.zeros does not touch its pages: the 150M-parameter tree costs nothing until written.
-  params = jax.tree_util.tree_map(lambda s: np.zeros(s, np.float32), shapes, is_leaf=lambda s: isinstance(s, tuple))
-  backbone = weights.Backbone(config, params, Tokenizer(tiny_backbone.tokenizer.hf, 77))
+def test_num_trainable_at_vit_b16_shapes(vit_b16_backbone):
   start = time.time()
-  method = make(backbone, classes=["cat", "dog"], k=24)
+  method = make(vit_b16_backbone, classes=["cat", "dog"], k=24)
   assert method.num_trainable() == 30_720
   assert method._text_cache is None  # nothing was run through the full-size towers
   assert method.num_image_tokens == 197

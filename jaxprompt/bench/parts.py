@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxprompt import config as run_config
 from jaxprompt import methods, parallel, train
 from jaxprompt.clip import weights
 from jaxprompt.clip.tokenizer import Tokenizer, write_vocabulary
@@ -136,9 +137,7 @@ def method_config(name: str, layers: int, options: dict[str, Any] | None = None,
   config.name = name
   for key, value in common.items():
     config[key] = value
-  config.vpt.depth = min(config.vpt.depth, layers)
-  config.maple.depth = min(config.maple.depth, layers)
-  config.mmap.depth = min(config.mmap.depth, layers)
+  run_config.fit_depth(ml_collections.ConfigDict({"method": config}), layers)  # caps `config` in place
   if name == "lamm":
     config.lamm.base = "coop"
     config.coop.ctx_init = "a photo of a"

@@ -1,9 +1,10 @@
 """What every prompt method shares: the one face, the registry, and the text-side helpers.
 
-    method = methods.build(name, config, backbone, classnames)
-    trainable = method.init(rng)                       # dict pytree; leaf names documented in specs/
+    method = methods.build(name, config, backbone, classnames)      # or build_for_run(config.method, ..., templates)
+    trainable = method.init(rng)                       # dict pytree; leaf names in each method's module docstring
     logits = method.logits(trainable, frozen, images)  # (B, C), images NHWC float32 normalised
     loss, metrics = method.loss(trainable, frozen, images, labels)
+    view = method.for_classes(other_classnames, other_templates)   # the trained method over another class list
 
 `config` is the `method` block of a run config (see `default_config`): common fields (`name`, `dtype`,
 `templates`, ...) plus one sub-block per method (`config.coop.n_ctx`, `config.rpo.k`, ...). `frozen` is the CLIP
@@ -23,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxprompt.clip.model import CLIP, gather_rows
+from jaxprompt.clip.model import CLIP
 from jaxprompt.clip.tokenizer import TokenizedPrompts
 
 Array = jax.Array
@@ -55,6 +56,34 @@ def build(name: str, config: ml_collections.ConfigDict, backbone, classnames: Se
   return _REGISTRY[name](config, backbone, list(classnames))
 
 
+def resolve_templates(method_config: ml_collections.ConfigDict, templates: Sequence[str]) -> ml_collections.ConfigDict:
+  """A copy of the method block with `templates` filled in when it is empty: the dataset's first template, or all of
+  them with `ensemble`. A non-empty `method_config.templates` is kept as it is."""
+  config = ml_collections.ConfigDict(method_config.to_dict())
+  if not config.templates:
+    config.templates = list(templates) if config.ensemble else list(templates[:1])
+  return config
+
+
+def build_for_run(method_config: ml_collections.ConfigDict, backbone, classnames: Sequence[str],
+                  templates: Sequence[str]) -> "Method":
+  """The run's method (`config.method` block) over a dataset's class list and templates.
+
+  An empty `method_config.templates` means the dataset's templates (see `resolve_templates`). The method keeps the
+  unresolved block (`run_config`), so `for_classes(names, templates)` resolves another dataset's templates the same
+  way.
+  """
+  method = build(method_config.name, resolve_templates(method_config, templates), backbone, classnames)
+  method.run_config = method_config
+  return method
+
+
+def trainable_count(init: Callable[[Array], Params]) -> int:
+  """Number of parameters `init(rng)` returns (from shapes only: nothing is computed)."""
+  shapes = jax.eval_shape(init, jax.random.key(0))
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
+
+
 class Method:
   """Base class: subclasses set `init`, `logits` (and `loss` if it is not plain cross-entropy)."""
 
@@ -62,6 +91,7 @@ class Method:
 
   def __init__(self, config: ml_collections.ConfigDict, backbone, classnames: list[str]):
     self.config = config
+    self.run_config = config  # the block before template resolution (build_for_run sets it), read by for_classes
     self.backbone = backbone
     self.classnames = classnames
     self.tokenizer = backbone.tokenizer
@@ -82,14 +112,22 @@ class Method:
     logits = self.logits(trainable, frozen, images)
     return cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
 
-  def for_classes(self, classnames: Sequence[str]) -> "Method":
-    """The same method (same trainable tree) over another class list, e.g. novel classes or another dataset."""
-    return type(self)(self.config, self.backbone, list(classnames))
+  def for_classes(self, classnames: Sequence[str], templates: Sequence[str] | None = None) -> "Method":
+    """The trained method (same trainable tree) over another class list: novel classes, a target dataset, the union
+    of continual tasks. `templates`: that dataset's templates, used as `build_for_run` would (only when the run
+    config left `templates` empty); None keeps this method's."""
+    config = self.config if templates is None else resolve_templates(self.run_config, templates)
+    view = self.rebuild(config, list(classnames))
+    view.run_config = self.run_config
+    return view
+
+  def rebuild(self, config: ml_collections.ConfigDict, classnames: list[str]) -> "Method":
+    """This method's class over `classnames` with `config` (override to pass constructor arguments along)."""
+    return type(self)(config, self.backbone, classnames)
 
   def num_trainable(self) -> int:
     """Number of trainable parameters (from shapes only: nothing is computed)."""
-    shapes = jax.eval_shape(self.init, jax.random.key(0))
-    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
+    return trainable_count(self.init)
 
 
 # --- losses -----------------------------------------------------------------------------------------------------------
@@ -99,6 +137,7 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
 
 
 def accuracy(logits: Array, labels: Array) -> Array:
+  """Fraction of the batch whose top logit is the label: logits (B, C), labels (B,) -> ()."""
   return (jnp.argmax(logits, -1) == labels).mean()
 
 
@@ -110,7 +149,8 @@ def prompt_names(classnames: Sequence[str], clean: bool = True) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class PromptTokens:
-  """Tokenised prompts trimmed to the longest real length (exact under causal attention, specs/clip.md).
+  """Tokenised prompts trimmed to the longest real length: exact, since under causal attention no token before EOS
+  reads the padding after it.
 
   ids: (C, L) int32; eos: (C,) int32; name_spans: (C, 2) int32 [start, end); L = trimmed length (multiple of 8)
   when `trim`, the full context otherwise.
@@ -142,18 +182,13 @@ def encode_classes(fn: Callable[[Array], Array], inputs: Array, chunk: int = 0) 
   return out.reshape((-1,) + out.shape[2:])[:num]
 
 
-def eos_features(clip: CLIP, frozen: Params, hidden: Array, eos: Array) -> Array:
-  """Final-normed text hidden (C, L, D) -> projected EOS features (C, E)."""
-  return clip.project_text(frozen, gather_rows(hidden, eos))
-
-
 def default_config() -> ml_collections.ConfigDict:
   """The `method` config block with every method's options and their defaults (see each method's module)."""
   config = ml_collections.ConfigDict()
   config.name = "coop"
   config.dtype = "float32"          # compute dtype: "float32" or "bfloat16" (params stay float32)
   config.remat = False              # rematerialise transformer blocks (memory for compute)
-  config.templates = ["a photo of a {}."]  # [] in run configs = the dataset's templates (set by the trainer)
+  config.templates = ["a photo of a {}."]  # [] = the dataset's templates (resolved by build_for_run)
   config.ensemble = False           # use every template of the dataset (zero-shot ensembles), not only the first
   config.trim_text = True           # run text only up to the longest real prompt (exact)
   config.text_chunk = 0             # encode classes in chunks of this many (0 = all at once)

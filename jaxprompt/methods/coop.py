@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, class_prompts, context_init, placeholder_template,
-                                         write_slots)
+from jaxprompt.methods.prompting import PromptedMethod, class_prompts, context_init, placeholder_template
 
 
 @register("coop")
@@ -53,13 +52,14 @@ class CoOp(PromptedMethod):
       return {"ctx": jnp.broadcast_to(jnp.asarray(self.ctx_init), shape)}
     return {"ctx": self.options.init_std * jax.random.normal(rng, shape, jnp.float32)}
 
-  def prompt_embeddings(self, trainable, frozen):
-    """(C, L, D_text): token embeddings with `ctx` in the context slots."""
-    embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
-    return write_slots(embeds, trainable["ctx"], self.prompts.slots)
+  def layer0_context(self, trainable):
+    """`ctx` goes into the context slots."""
+    return trainable["ctx"]
 
-  def for_classes(self, classnames):
-    if self.options.csc:
-      raise ValueError("coop with csc=True learns one context per training class; it cannot be applied to another "
-                       "class list (train with csc=False for base-to-novel or cross-dataset transfer)")
-    return super().for_classes(classnames)
+  def for_classes(self, classnames, templates=None):
+    """Another class list; with class-specific context only the training class list itself (one `ctx` per class)."""
+    if self.options.csc and list(classnames) != self.classnames:
+      raise ValueError(f"method.coop.csc=True learns one context per training class ({len(self.classnames)} "
+                       f"classes), so it cannot score another class list ({len(classnames)} classes); train with "
+                       "csc=False for base-to-novel or cross-dataset transfer")
+    return super().for_classes(classnames, templates)

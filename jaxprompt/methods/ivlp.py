@@ -15,9 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prompts, deep_text, encode_embeddings,
-                                         image_features_with_prompts, phrase_embeddings, placeholder_template,
-                                         write_slots)
+from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts, deep_text,
+                                         encode_embeddings, image_features_with_prompts, template_context)
 
 
 @register("ivlp")
@@ -39,35 +38,30 @@ class IVLP(PromptedMethod):
 
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
-    o = self.options
-    for option, value in (("text_tokens", o.text_tokens), ("vision_tokens", o.vision_tokens),
-                          ("text_depth", o.text_depth), ("vision_depth", o.vision_depth)):
-      if value < 1:
-        raise ValueError(f"ivlp.{option} must be >= 1 (got {value})")
-    check_depth("ivlp.text_depth", o.text_depth, self.clip.text.depth)
-    check_depth("ivlp.vision_depth", o.vision_depth, self.clip.vision.depth)
-    words = phrase_embeddings(backbone, o.ctx_init) if o.ctx_init else None
-    if words is not None and len(words) >= o.text_tokens:
-      self.ctx_init, template = words[:o.text_tokens], o.ctx_init + " {}."
-    else:
-      self.ctx_init, template = None, placeholder_template(o.text_tokens)
-    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, n_slots=o.text_tokens,
+    options = self.options
+    check_positive("ivlp", options, ("text_tokens", "vision_tokens", "text_depth", "vision_depth"))
+    check_depth("ivlp.text_depth", options.text_depth, self.clip.text.depth)
+    check_depth("ivlp.vision_depth", options.vision_depth, self.clip.vision.depth)
+    self.ctx_init, template = template_context(backbone, options.ctx_init, options.text_tokens)
+    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, n_slots=options.text_tokens,
                                  trim=config.trim_text)
-    self.context_end = 1 + o.text_tokens
+    self.context_end = 1 + options.text_tokens
 
   def init(self, rng):
     """{'text_prompts': (depth_t, n_t, D_text), 'vision_prompts': (depth_v, n_v, D_vision)}."""
-    o = self.options
+    options = self.options
     text_rng, vision_rng = jax.random.split(rng)
-    text = o.init_std * jax.random.normal(text_rng, (o.text_depth, o.text_tokens, self.clip.text.width))
+    text_shape = (options.text_depth, options.text_tokens, self.clip.text.width)
+    text = options.init_std * jax.random.normal(text_rng, text_shape)
     if self.ctx_init is not None:
       text = text.at[0].set(jnp.asarray(self.ctx_init))
-    vision = o.init_std * jax.random.normal(vision_rng, (o.vision_depth, o.vision_tokens, self.clip.vision.width))
+    vision_shape = (options.vision_depth, options.vision_tokens, self.clip.vision.width)
+    vision = options.init_std * jax.random.normal(vision_rng, vision_shape)
     return {"text_prompts": text, "vision_prompts": vision}
 
-  def prompt_embeddings(self, trainable, frozen):
-    embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
-    return write_slots(embeds, trainable["text_prompts"][0], self.prompts.slots)
+  def layer0_context(self, trainable):
+    """Layer 0 of `text_prompts` goes into the text slots."""
+    return trainable["text_prompts"][0]
 
   def encode_prompts(self, trainable, frozen, embeds):
     deep = deep_text(self.prompts, trainable["text_prompts"])

@@ -4,7 +4,7 @@
 registered `PromptedMethod` whose text prompt contains the class name ("ivlp", "vpt", ...). The base reads its own
 options (`config.coop`, `config.maple`, ...; CoOp+LAMM in the paper uses `coop.ctx_init="a photo of a"`).
 
-Trainable: the base's leaves plus `labels` (C_all, M, D_text), merged flat into one dict. M = `tokens_per_label`
+Trainable: the base's leaves plus `labels` (C_table, M, D_text), merged flat into one dict. M = `tokens_per_label`
 (0 = the shortest class name's BPE length). `labels[c]` replaces the first M name tokens of class c (placement
 "name"), or, for MaPLe with `maple_placement="after_ctx"` (the reference code), the M tokens right after MaPLe's
 context (the full name stays). Init "name": the name's first M token embeddings; "random": normal std 0.02 drawn
@@ -14,11 +14,15 @@ Loss: CE(z, y) + w_wc L_wc + w_cos L_cos + w_kd L_kd with z (label prompts) and 
 context); each term is reported (`loss_ce`, `loss_wc`, `loss_cos`, `loss_kd`). For base "none" the reference features
 f0 are constant and cached at construction.
 
-Class subsets (continual learning): a method built over the dataset's full class list owns the full `labels` table.
-`method.for_rows(indices)` (or `for_classes(names)` with names from that list) returns the same method over those
-classes only: its logits are (B, len(indices)) in that order, it reads and trains only `labels[indices]`, and its
-L_wc covers only those rows, so other rows get exactly zero gradient (mind weight decay in the optimiser, which
-would still shrink them). The trainable tree is the same for every subset.
+Other class lists: the method built over the training class list owns the `labels` table (one row per class of
+`table_classnames`). `method.for_classes(names, templates)` scores any class list with the same trainable tree: a
+class of the table (matched by name) reads its learnt row; a class without a row keeps its own name's word
+embeddings, i.e. its prompt is the unmodified name prompt with the base's current context (zero-shot LAMM for that
+class). Base-to-novel and cross-dataset evaluation take this path.
+Continual learning builds the method over the full class list and trains `method.for_rows(indices)`: logits
+(B, len(indices)) in that order, reading and training only `labels[indices]`, with L_wc over those rows only, so
+other rows get exactly zero gradient (mind weight decay in the optimiser, which would still shrink them). The union
+of seen classes is `for_classes(seen names)`.
 """
 
 from __future__ import annotations
@@ -34,18 +38,15 @@ from ml_collections import config_dict
 
 from jaxprompt.clip.model import CLIP, cosine_logits, normalize
 from jaxprompt.methods.base import Method, accuracy, build, cross_entropy, prompt_names, register
-from jaxprompt.methods.prompting import PromptedMethod, class_prompts, text_params, write_slots
+from jaxprompt.methods.prompting import PromptedMethod, class_prompts, text_params
 
 
 class FixedTemplate(PromptedMethod):
-  """LAMM's base "none": the frozen template `lamm.template` on CLIP, nothing trainable."""
+  """LAMM's base "none": a frozen template (`lamm.template`) on CLIP, nothing trainable."""
 
-  name = "lamm"
-
-  def __init__(self, config, backbone, classnames):
+  def __init__(self, config, backbone, classnames, template: str):
     super().__init__(config, backbone, classnames)
-    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), self.options.template,
-                                 trim=config.trim_text)
+    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, trim=config.trim_text)
 
   def init(self, rng):
     return {}
@@ -71,16 +72,20 @@ class LAMM(Method):
     options.maple_placement = "name"    # "name" (paper) | "after_ctx" (reference code, MaPLe base only)
     return options
 
-  def __init__(self, config, backbone, classnames, rows: Sequence[int] | None = None):
+  def __init__(self, config, backbone, classnames, *, table: Sequence[str] | None = None):
+    """classnames: the classes scored; table: the classes owning a `labels` row (default: classnames)."""
     super().__init__(config, backbone, classnames)
     options = self.options
-    self.all_classnames = list(classnames)
-    self.rows = np.arange(len(classnames)) if rows is None else np.asarray(rows, np.int64)
-    self.classnames = [self.all_classnames[i] for i in self.rows]
+    self.table_classnames = list(classnames if table is None else table)
+    row_of = {}
+    for row, name in enumerate(self.table_classnames):
+      row_of.setdefault(name, row)
+    self.rows = np.asarray([row_of.get(name, -1) for name in self.classnames], np.int64)  # -1: no learnt row
+    self.trained = np.nonzero(self.rows >= 0)[0]  # positions (in classnames) of the classes with a row
     self.base = self._build_base(options.base)
     self.weight_wc = self._weight_wc(options.w_wc, options.shots)
 
-    names = prompt_names(self.all_classnames)
+    names = prompt_names(self.table_classnames)
     name_ids = [self.tokenizer.encode(name) for name in names]
     self.tokens_per_label = options.tokens_per_label or min(len(ids) for ids in name_ids)
     for name, ids in zip(names, name_ids):
@@ -88,7 +93,7 @@ class LAMM(Method):
         raise ValueError(f"class {name!r} has {len(ids)} name tokens, fewer than lamm.tokens_per_label="
                          f"{self.tokens_per_label}")
     self._labels0 = self._initial_labels(options, [ids[:self.tokens_per_label] for ids in name_ids])
-    self.label_positions = self._label_positions(options.maple_placement)  # (C_task, M)
+    self.label_positions = self._label_positions(options.maple_placement)  # (C_trained, M)
     self.cached_f0 = None
     if options.base == "none":
       self.cached_f0 = np.asarray(jax.jit(self.base.text_embedding)({}, text_params(backbone.params)))
@@ -96,7 +101,7 @@ class LAMM(Method):
   # --- construction -------------------------------------------------------------------------------------------------
   def _build_base(self, base: str) -> PromptedMethod:
     if base == "none":
-      return FixedTemplate(self.config, self.backbone, self.classnames)
+      return FixedTemplate(self.config, self.backbone, self.classnames, self.options.template)
     if base == "lamm":
       raise ValueError("lamm.base cannot be 'lamm'")
     method = build(base, self.config, self.backbone, self.classnames)
@@ -119,7 +124,7 @@ class LAMM(Method):
     return float(w_wc)
 
   def _initial_labels(self, options, label_ids: list[list[int]]) -> np.ndarray:
-    """(C_all, M, D_text) initial label embeddings."""
+    """(C_table, M, D_text) initial label embeddings."""
     if options.init == "name":
       table = np.asarray(CLIP.token_embedding_table(self.backbone.params))
       return table[np.asarray(label_ids, np.int64)].astype(np.float32)
@@ -129,7 +134,8 @@ class LAMM(Method):
     raise ValueError(f"lamm.init={options.init!r}: use 'name' or 'random'")
 
   def _label_positions(self, placement: str) -> np.ndarray:
-    spans, m = self.base.prompts.name_spans, self.tokens_per_label
+    """(C_trained, M) positions of the label tokens in the prompts of the classes with a learnt row."""
+    spans, m = self.base.prompts.name_spans[self.trained], self.tokens_per_label
     if placement == "name":
       return (spans[:, :1] + np.arange(m)[None]).astype(np.int32)
     if placement != "after_ctx":
@@ -144,23 +150,19 @@ class LAMM(Method):
 
   @property
   def labels0(self) -> np.ndarray:
-    """(C_all, M, D_text) the initial label embeddings (the L_wc anchor; save with checkpoints)."""
+    """(C_table, M, D_text) the initial label embeddings (the L_wc anchor; save with checkpoints)."""
     return self._labels0
 
   def for_rows(self, rows: Sequence[int]) -> "LAMM":
-    """The same method over classes `rows` of the full class list (same trainable tree; see module docstring)."""
-    return LAMM(self.config, self.backbone, self.all_classnames, rows=rows)
+    """The same method over the table's classes `rows`, in that order (same trainable tree; see module docstring)."""
+    return self.for_classes([self.table_classnames[row] for row in rows])
 
-  def for_classes(self, classnames):
-    unknown = [name for name in classnames if name not in self.all_classnames]
-    if unknown:
-      raise ValueError(f"lamm learns one label embedding per class and has none for {unknown[:5]}; build it over "
-                       "the full class list and use for_rows / for_classes with a subset of it")
-    return self.for_rows([self.all_classnames.index(name) for name in classnames])
+  def rebuild(self, config, classnames):
+    return LAMM(config, self.backbone, classnames, table=self.table_classnames)
 
   # --- the face -----------------------------------------------------------------------------------------------------
   def init(self, rng):
-    """The base's leaves plus {'labels': (C_all, M, D_text)} = labels0."""
+    """The base's leaves plus {'labels': (C_table, M, D_text)} = labels0."""
     trainable = dict(self.base.init(rng))
     if "labels" in trainable:
       raise ValueError(f"lamm.base={self.options.base!r} already has a leaf named 'labels'")
@@ -172,14 +174,15 @@ class LAMM(Method):
     return {k: v for k, v in trainable.items() if k != "labels"}, trainable["labels"]
 
   def label_features(self, trainable, frozen) -> jax.Array:
-    """Text features f (C_task, E) of the prompts with labels[rows] in the label positions."""
+    """Text features f (C, E): each class with a learnt row gets labels[row] in its label positions."""
     base_trainable, labels = self._split(trainable)
     embeds = self.base.prompt_embeddings(base_trainable, frozen)
-    embeds = write_slots(embeds, labels[self.rows], self.label_positions)
+    trained = self.trained
+    embeds = embeds.at[trained[:, None], self.label_positions].set(labels[self.rows[trained]].astype(embeds.dtype))
     return self.base.encode_prompts(base_trainable, frozen, embeds)
 
   def reference_features(self, trainable, frozen) -> jax.Array:
-    """f0 (C_task, E): the original name embeddings with the current base context (cached for base 'none')."""
+    """f0 (C, E): the original name embeddings with the current base context (cached for base 'none')."""
     if self.cached_f0 is not None:
       return jnp.asarray(self.cached_f0)
     return self.base.text_embedding(self._split(trainable)[0], frozen)
@@ -189,7 +192,7 @@ class LAMM(Method):
     return cosine_logits(self.clip.logit_scale(frozen), image, self.label_features(trainable, frozen))
 
   def loss(self, trainable, frozen, images, labels):
-    """CE + w_wc L_wc + w_cos L_cos + w_kd L_kd (spec lamm.md); metrics hold each term."""
+    """CE + w_wc L_wc + w_cos L_cos + w_kd L_kd (module docstring); metrics hold each term."""
     options = self.options
     scale = self.clip.logit_scale(frozen)
     image = normalize(self.base.image_embedding(self._split(trainable)[0], frozen, images))
@@ -198,7 +201,8 @@ class LAMM(Method):
     z, z0 = scale * image @ f.T, scale * image @ f0.T
 
     loss_ce = cross_entropy(z, labels)
-    loss_wc = jnp.sum(jnp.square(trainable["labels"][self.rows] - jnp.asarray(self._labels0[self.rows])))
+    rows = self.rows[self.trained]
+    loss_wc = jnp.sum(jnp.square(trainable["labels"][rows] - jnp.asarray(self._labels0[rows])))
     kept = (labels[None, :] != labels[:, None]).any(axis=1).astype(jnp.float32)
     distance = 1.0 - jnp.sum(f[labels] * jax.lax.stop_gradient(f0[labels]), axis=-1)
     loss_cos = jnp.sum(kept * distance) / jnp.maximum(kept.sum(), 1.0)

@@ -21,9 +21,8 @@ import ml_collections
 
 from jaxprompt.clip.model import DeepPrompts
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prompts, dense, dense_init, encode_embeddings,
-                                         image_features_with_prompts, phrase_embeddings, placeholder_template,
-                                         write_slots)
+from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts, dense,
+                                         dense_init, encode_embeddings, image_features_with_prompts, template_context)
 
 
 @register("maple")
@@ -45,15 +44,10 @@ class MaPLe(PromptedMethod):
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
     options = self.options
+    check_positive("maple", options, ("n_ctx", "depth"))
     self.n_ctx, self.depth = options.n_ctx, options.depth
-    if self.n_ctx < 1 or self.depth < 1:
-      raise ValueError(f"maple needs n_ctx >= 1 and depth >= 1 (got {self.n_ctx}, {self.depth})")
     check_depth("maple.depth", self.depth, min(self.clip.text.depth, self.clip.vision.depth))
-    words = phrase_embeddings(backbone, options.ctx_init) if options.ctx_init else None
-    if words is not None and len(words) >= self.n_ctx:
-      self.ctx_init, template = words[:self.n_ctx], options.ctx_init + " {}."
-    else:
-      self.ctx_init, template = None, placeholder_template(self.n_ctx)
+    self.ctx_init, template = template_context(backbone, options.ctx_init, self.n_ctx)
     self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, n_slots=self.n_ctx,
                                  trim=config.trim_text)
     self.context_end = 1 + self.n_ctx
@@ -82,9 +76,9 @@ class MaPLe(PromptedMethod):
       layers.append(jnp.einsum("lnd,lde->lne", trainable["deep_text"], deep["kernel"]) + deep["bias"][:, None])
     return jnp.concatenate(layers, axis=0)
 
-  def prompt_embeddings(self, trainable, frozen):
-    embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
-    return write_slots(embeds, trainable["ctx"], self.prompts.slots)
+  def layer0_context(self, trainable):
+    """`ctx` goes into the text slots."""
+    return trainable["ctx"]
 
   def encode_prompts(self, trainable, frozen, embeds):
     deep = DeepPrompts(trainable["deep_text"], self.prompts.shared_slot_start()) if self.depth > 1 else None

@@ -1,6 +1,6 @@
 """Shared prompt mechanics: class prompts with learnable slots, deep text/vision prompt placement, Dense inits.
 
-Reusable placement (MaPLe, IVLP, VPT here; MmAP imports them):
+Reusable placement (MaPLe, IVLP, VPT, MmAP):
 
     prompts = class_prompts(tokenizer, names, "X X {}.", n_slots=2, trim=True)   # slots 1..2 after SOS
     text = text_features_with_prompts(clip, frozen, prompts, text_prompts, chunk=0)   # (C, E)
@@ -14,9 +14,9 @@ deeper layers overwrite the last n tokens before vision blocks 1..depth_v-1 (VPT
 
 `PromptedMethod` is the base of every method whose text prompt holds the class name (CoOp, MaPLe, IVLP, VPT, the
 fixed template of LAMM-on-CLIP). It splits the text path in two so LAMM can edit the token embeddings in between:
-`prompt_embeddings(trainable, frozen)` -> (C, L, D) layer-0 embeddings with the method's slots written, and
-`encode_prompts(trainable, frozen, embeds)` -> (C, E) features (deep prompts, class chunks). `image_embedding`
-gives the (unnormalised) image features with the method's vision prompts.
+`prompt_embeddings(trainable, frozen)` -> (C, L, D) layer-0 embeddings with the method's slots written (from the
+`layer0_context(trainable)` hook), and `encode_prompts(trainable, frozen, embeds)` -> (C, E) features (deep prompts,
+class chunks). `image_embedding` gives the (unnormalised) image features with the method's vision prompts.
 """
 
 from __future__ import annotations
@@ -148,6 +148,13 @@ def check_depth(option: str, depth: int, tower_depth: int) -> None:
     raise ValueError(f"{option}={depth} prompted layers, but the backbone tower has only {tower_depth} layers")
 
 
+def check_positive(method: str, options, keys: Sequence[str]) -> None:
+  """Each `options[key]` must be >= 1; the error names `<method>.<key>` and the value."""
+  for key in keys:
+    if int(options[key]) < 1:
+      raise ValueError(f"{method}.{key} must be >= 1 (got {options[key]})")
+
+
 # --- initialisation ---------------------------------------------------------------------------------------------------
 def phrase_embeddings(backbone, phrase: str) -> np.ndarray:
   """Input token embeddings (n, D_text) of phrase's BPE tokens (no SOS/EOS, no positional part)."""
@@ -165,6 +172,19 @@ def context_init(backbone, options) -> tuple[np.ndarray | None, int]:
     return None, options.n_ctx
   embeddings = phrase_embeddings(backbone, options.ctx_init)
   return embeddings, len(embeddings)
+
+
+def template_context(backbone, ctx_init: str, n: int) -> tuple[np.ndarray | None, str]:
+  """MaPLe / IVLP context: (initial layer-0 context (n, D_text) or None for random, the prompt template).
+
+  When `ctx_init` ("a photo of a") has at least n tokens, its first n token embeddings start the context and the
+  template is `ctx_init + " {}."` (the slots are its first n tokens, the rest stays fixed); otherwise the context is
+  random and the template has n placeholders "X X {}.".
+  """
+  words = phrase_embeddings(backbone, ctx_init) if ctx_init else None
+  if words is not None and len(words) >= n:
+    return words[:n], ctx_init + " {}."
+  return None, placeholder_template(n)
 
 
 def dense_init(rng: Array, fan_in: int, fan_out: int, *, scheme: str = "pytorch", stack: int = 0) -> dict:
@@ -209,9 +229,15 @@ class PromptedMethod(Method):
   prompts: ClassPrompts
   context_end: int | None = None   # first position after the leading context slots (LAMM's 'after_ctx')
 
+  def layer0_context(self, trainable) -> Array | None:
+    """What goes into the prompt slots at layer 0: (n, D_text) shared or (C, n, D_text) per class; None = nothing."""
+    return None
+
   def prompt_embeddings(self, trainable, frozen) -> Array:
-    """(C, L, D_text) layer-0 token embeddings with the method's slots written (default: plain tokens)."""
-    return self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
+    """(C, L, D_text) layer-0 token embeddings with `layer0_context` written into the slots."""
+    embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
+    context = self.layer0_context(trainable)
+    return embeds if context is None else write_slots(embeds, context, self.prompts.slots)
 
   def encode_prompts(self, trainable, frozen, embeds: Array) -> Array:
     """(C, L, D_text) layer-0 embeddings -> text features (C, E) (default: no deep prompts)."""

@@ -1,4 +1,4 @@
-"""RPO: Read-only Prompt Optimization (Lee et al., ICCV 2023), as its reference code does it (specs/rpo.md).
+"""RPO: Read-only Prompt Optimization (Lee et al., ICCV 2023), as its reference code does it (docs/methods/rpo.md).
 
 K learnable text prompts and K image prompts are appended to CLIP's sequences. They read the original tokens through
 attention but nothing reads them (masks), so CLIP's own representations stay exactly those of plain CLIP. Pair k
@@ -10,7 +10,7 @@ Two exact computations of the same logits (`options.fast`):
 * plain: the full masked sequences, forward and backward, as the reference code runs them;
 * fast (default): the original tokens' per-layer keys/values are computed without the prompts (text: once per class
   list, cached; image: per batch, without gradients), and only the K prompt rows run through the layers as queries
-  against them (see `readonly.py`).
+  against them (see `rpo_readonly.py`).
 The text cache is computed from `backbone.params` on first use (not from the `frozen` argument): rebuild the method
 (`for_classes` or `build`) if the frozen tree changes. Everything else reads the frozen tree passed in.
 """
@@ -39,23 +39,23 @@ class RPO(Method):
 
   @staticmethod
   def default_options() -> ml_collections.ConfigDict:
-    o = ml_collections.ConfigDict()
-    o.k = 24                # prompt pairs K (24 in the paper; 4 in the extreme few-shot study)
-    o.init = "st"           # "st": the special token (EOS row / class_embedding) + 0.1 * a random unit vector;
-                            # "random": normal, std 0.02
-    o.clean_names = False   # False keeps "_" in class names, as the reference code does
-    o.fast = True           # True: cached keys/values, prompt rows only (exact); False: full masked sequences
-    return o
+    options = ml_collections.ConfigDict()
+    options.k = 24                # prompt pairs K (24 in the paper; 4 in the extreme few-shot study)
+    options.init = "st"           # "st": the special token (EOS row / class_embedding) + 0.1 * a random unit vector;
+                                  # "random": normal, std 0.02
+    options.clean_names = False   # False keeps "_" in class names, as the reference code does
+    options.fast = True           # True: cached keys/values, prompt rows only (exact); False: full masked sequences
+    return options
 
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
-    o = self.options
-    if o.k < 1:
-      raise ValueError(f"rpo.k must be a positive number of prompts, got {o.k}")
-    if o.init not in INITS:
-      raise ValueError(f"rpo.init must be one of {INITS}, got {o.init!r}")
-    self.k = int(o.k)
-    names = prompt_names(classnames, clean=o.clean_names)
+    options = self.options
+    if options.k < 1:
+      raise ValueError(f"rpo.k must be a positive number of prompts, got {options.k}")
+    if options.init not in INITS:
+      raise ValueError(f"rpo.init must be one of {INITS}, got {options.init!r}")
+    self.k = int(options.k)
+    names = prompt_names(classnames, clean=options.clean_names)
     # Raises naming the class when n_c + K exceeds the context length.
     tokenized = self.tokenizer.prompts(TEMPLATE, names, reserve=self.k)
     self.tokens = PromptTokens.make(tokenized, trim=config.trim_text, extra=self.k)  # room for the prompt rows

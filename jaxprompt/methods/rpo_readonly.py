@@ -1,4 +1,4 @@
-"""Read-only prompt rows through CLIP's towers: the exact fast path of RPO (specs/rpo.md, last section).
+"""Read-only prompt rows through CLIP's towers: the exact fast path of RPO (docs/methods/rpo.md).
 
 In RPO nothing reads the prompt rows, so the original tokens' states in every layer are those of plain CLIP. One
 pass over the original tokens gives each layer's attention keys/values; the prompt rows then run through the layers
@@ -49,13 +49,13 @@ def text_keys_values(tower, token_embeds: Array) -> Array:
 
   token_embeds (C, L, D) -> (C, 2, depth, L, H, Dh): keys ([:, 0]) and values ([:, 1]) of every layer.
   """
-  x = tower.embeddings(token_embeds.astype(jnp.float32), None)
-  bias = causal_bias(x.shape[1])
+  hidden = tower.embeddings(token_embeds.astype(jnp.float32), None)
+  bias = causal_bias(hidden.shape[1])
   keys, values = [], []
   for block in tower.encoder.layers.blocks:
-    x, k, v = original_layer(block, x, bias)
-    keys.append(k)
-    values.append(v)
+    hidden, layer_keys, layer_values = original_layer(block, hidden, bias)
+    keys.append(layer_keys)
+    values.append(layer_values)
   return jnp.stack([jnp.stack(keys, 1), jnp.stack(values, 1)], 1)
 
 
@@ -67,10 +67,10 @@ def text_prompt_rows(tower, prompts: Array, keys_values: Array, key_bias: Array)
   -> final-normed prompt rows (C, K, D).
   """
   num_classes = keys_values.shape[0]
-  p = jnp.broadcast_to(prompts.astype(jnp.float32), (num_classes,) + prompts.shape)
+  rows = jnp.broadcast_to(prompts.astype(jnp.float32), (num_classes,) + prompts.shape)
   for layer, block in enumerate(tower.encoder.layers.blocks):
-    p = prompt_layer(block, p, keys_values[:, 0, layer], keys_values[:, 1, layer], key_bias)
-  return tower.final_layer_norm(p)
+    rows = prompt_layer(block, rows, keys_values[:, 0, layer], keys_values[:, 1, layer], key_bias)
+  return tower.final_layer_norm(rows)
 
 
 # --- vision -----------------------------------------------------------------------------------------------------------
@@ -81,12 +81,12 @@ def image_prompt_rows(tower, images: Array, prompts: Array) -> Array:
   `stop_gradient` (they never see the prompts, so this equals the masked full sequence); only the prompt rows carry
   gradients. -> post-layernormed prompt rows (B, K, D).
   """
-  x = tower.pre_layrnorm(tower.embeddings(images))
-  p = jnp.broadcast_to(prompts.astype(jnp.float32), (x.shape[0],) + prompts.shape)
-  p = tower.pre_layrnorm(p)  # pre_layrnorm is per token: applying it to the prompts alone is the same
-  x = jax.lax.stop_gradient(x)
+  tokens = tower.pre_layrnorm(tower.embeddings(images))
+  rows = jnp.broadcast_to(prompts.astype(jnp.float32), (tokens.shape[0],) + prompts.shape)
+  rows = tower.pre_layrnorm(rows)  # pre_layrnorm is per token: applying it to the prompts alone is the same
+  tokens = jax.lax.stop_gradient(tokens)
   for block in tower.encoder.layers.blocks:
-    x, keys, values = original_layer(block, x, None)
-    x, keys, values = jax.lax.stop_gradient((x, keys, values))
-    p = prompt_layer(block, p, keys, values, None)
-  return tower.post_layernorm(p)
+    tokens, keys, values = original_layer(block, tokens, None)
+    tokens, keys, values = jax.lax.stop_gradient((tokens, keys, values))
+    rows = prompt_layer(block, rows, keys, values, None)
+  return tower.post_layernorm(rows)

@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, check_depth, class_prompts, image_features_with_prompts,
-                                         text_params)
+from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts,
+                                         image_features_with_prompts, text_params)
 
 
 @register("vpt")
@@ -37,8 +37,7 @@ class VPT(PromptedMethod):
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
     options = self.options
-    if options.n_tokens < 1 or options.depth < 1:
-      raise ValueError(f"vpt needs n_tokens >= 1 and depth >= 1 (got {options.n_tokens}, {options.depth})")
+    check_positive("vpt", options, ("n_tokens", "depth"))
     check_depth("vpt.depth", options.depth, self.clip.vision.depth)
     self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), options.template, trim=config.trim_text)
     plain_text = super().text_embedding
