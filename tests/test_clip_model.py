@@ -69,13 +69,17 @@ def test_vit_b16_shapes_equal_flax_clip():
 
 
 def test_trimming_text_keeps_eos_features(tiny_backbone):
+  from jaxprompt.methods.base import PromptTokens  # pylint: disable=g-import-not-at-top
+
   clip = CLIP(tiny_backbone.config)
   prompts = tiny_backbone.tokenizer.prompts("a photo of a {}.", NAMES)
-  length = prompts.trimmed_length()
-  assert length % 8 == 0 and length < prompts.ids.shape[1]
+  trimmed = PromptTokens.make(prompts)  # what every method uses
+  length = trimmed.ids.shape[1]
+  assert length % 8 == 0 and prompts.max_length <= length < prompts.ids.shape[1]
+  np.testing.assert_array_equal(trimmed.ids, prompts.ids[:, :length])
+  np.testing.assert_array_equal(trimmed.eos, prompts.eos)
   full = clip.text_features(tiny_backbone.params, prompts.ids)
-  trimmed = clip.text_features(tiny_backbone.params, prompts.ids[:, :length])
-  np.testing.assert_allclose(trimmed, full, atol=1e-6)
+  np.testing.assert_allclose(clip.text_features(tiny_backbone.params, trimmed.ids), full, atol=1e-6)
 
 
 def test_blocking_a_late_key_changes_only_later_rows(tiny_backbone):
