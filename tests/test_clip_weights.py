@@ -66,9 +66,13 @@ def test_openai_npz_loads_identically(tiny_backbone, tmp_path):
   np.savez(path, **state)
   tokenizer_dir = str(tmp_path / "tok")
   tiny_backbone.tokenizer.save(tokenizer_dir)
-  loaded = weights.load(path, tokenizer=tokenizer_dir, heads=(4, 4))
+  # Widths 32 / 48 are no published ViT's, so the head counts must be given; a .npz is OpenAI's format: QuickGELU.
+  with pytest.raises(ValueError, match="text_heads"):
+    weights.load(path, tokenizer=tokenizer_dir)
+  loaded = weights.load(path, tokenizer=tokenizer_dir, overrides={"text_heads": 4, "vision_heads": 4})
   _assert_same_tree(loaded.params, tiny_backbone.params)
   assert loaded.config.vision_config.image_size == 32 and loaded.config.text_config.num_hidden_layers == 2
+  assert loaded.config.text_config.hidden_act == loaded.config.vision_config.hidden_act == "quick_gelu"
 
 
 def test_missing_weights_directory_is_named(tmp_path):
@@ -100,7 +104,7 @@ def test_tokenizer_spans_eos_and_overlong_prompt(tmp_path):
   np.testing.assert_array_equal(prompts.name_spans, [[5, 7], [5, 6]])
   np.testing.assert_array_equal(prompts.ids.argmax(-1), prompts.eos)
   assert prompts.ids[0, 5] == tokenizer.encode("red")[0]
-  assert prompts.max_length == 9 and prompts.trimmed_length() == 12  # rounded to 16, capped at the context
+  assert prompts.max_length == 9  # (trimming itself is PromptTokens.make's, tested with the methods)
   with pytest.raises(ValueError, match="'red circle'"):
     tokenizer.prompts("a photo of a {}.", ["circle", "red circle"], reserve=4)
   # Unknown words still tokenise (into characters) rather than failing.

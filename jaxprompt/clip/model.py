@@ -14,12 +14,15 @@ needs (see specs/clip.md):
 * a compute dtype: float32 by default, bfloat16 matmuls with float32 parameters, LayerNorm, softmax and residual
   stream as an option.
 
-Nothing hard-codes a width, depth, image size or patch size: `TowerSpec` is read off the HF config.
+Nothing hard-codes a width, depth, head count, activation, image size or patch size: `TowerSpec` is read off the
+HF config (`num_attention_heads`, `hidden_act`: `quick_gelu` for OpenAI's models, `gelu` for most LAION/DataComp
+ones).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -43,6 +46,7 @@ class TowerSpec:
   heads: int
   mlp_width: int
   layer_norm_eps: float
+  activation: str = "quick_gelu"  # a key of ACTIVATIONS (the HF config's `hidden_act`)
   # Text only.
   vocab_size: int = 0
   context_length: int = 0
@@ -60,16 +64,29 @@ class TowerSpec:
     return self.num_patches + 1
 
 
+def _checked(c, where: str) -> tuple[int, str]:
+  """(heads, activation) of one tower config, refusing a head count that does not split the width."""
+  if c.num_attention_heads <= 0 or c.hidden_size % c.num_attention_heads:
+    raise ValueError(f"{where}: hidden_size {c.hidden_size} is not divisible by num_attention_heads "
+                     f"{c.num_attention_heads}")
+  activation = getattr(c, "hidden_act", "quick_gelu")
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"{where}: hidden_act {activation!r} is not supported (one of {sorted(ACTIVATIONS)})")
+  return c.num_attention_heads, activation
+
+
 def text_spec(hf_config) -> TowerSpec:
   c = hf_config.text_config
-  return TowerSpec(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
-                   c.layer_norm_eps, vocab_size=c.vocab_size, context_length=c.max_position_embeddings)
+  heads, activation = _checked(c, "text_config")
+  return TowerSpec(c.hidden_size, c.num_hidden_layers, heads, c.intermediate_size, c.layer_norm_eps, activation,
+                   vocab_size=c.vocab_size, context_length=c.max_position_embeddings)
 
 
 def vision_spec(hf_config) -> TowerSpec:
   c = hf_config.vision_config
-  return TowerSpec(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
-                   c.layer_norm_eps, image_size=c.image_size, patch_size=c.patch_size)
+  heads, activation = _checked(c, "vision_config")
+  return TowerSpec(c.hidden_size, c.num_hidden_layers, heads, c.intermediate_size, c.layer_norm_eps, activation,
+                   image_size=c.image_size, patch_size=c.patch_size)
 
 
 class DeepPrompts(NamedTuple):
@@ -86,6 +103,19 @@ class DeepPrompts(NamedTuple):
 
 def quick_gelu(x: Array) -> Array:
   return x * jax.nn.sigmoid(1.702 * x)
+
+
+# The MLP activations by HF `hidden_act` name, as FlaxCLIPModel defines them ("gelu" is the exact erf form, which is
+# also PyTorch's nn.GELU default that open_clip uses).
+ACTIVATIONS = {
+    "quick_gelu": quick_gelu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
 
 
 class LayerNorm(nn.Module):
@@ -139,14 +169,17 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+  """fc1 (D -> mlp_width) -> activation (a key of ACTIVATIONS) -> fc2 (mlp_width -> D)."""
+
   width: int
   mlp_width: int
   dtype: Any = jnp.float32
+  activation: str = "quick_gelu"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     x = nn.Dense(self.mlp_width, dtype=self.dtype, param_dtype=jnp.float32, name="fc1")(x)
-    x = quick_gelu(x)
+    x = ACTIVATIONS[self.activation](x)
     return nn.Dense(self.width, dtype=self.dtype, param_dtype=jnp.float32, name="fc2")(x)
 
 
@@ -160,7 +193,7 @@ class Block(nn.Module):
     self.layer_norm1 = LayerNorm(self.spec.layer_norm_eps)
     self.self_attn = Attention(self.spec.width, self.spec.heads, self.dtype)
     self.layer_norm2 = LayerNorm(self.spec.layer_norm_eps)
-    self.mlp = MLP(self.spec.width, self.spec.mlp_width, self.dtype)
+    self.mlp = MLP(self.spec.width, self.spec.mlp_width, self.dtype, self.spec.activation)
 
   def __call__(self, x: Array, bias: Array | None = None) -> Array:
     x = x + self.self_attn(self.layer_norm1(x).astype(self.dtype), bias)
