@@ -318,9 +318,10 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
   outcomes = run_all(runs, parallel=args.parallel, python=args.python or sys.executable, main=args.main, out=out)
   status = summarize(outcomes, out)
   if args.report:
-    from jaxprompt import report  # pylint: disable=import-outside-toplevel
+    # Imported here: the launcher itself needs neither jax nor matplotlib (--print on a login node).
+    from jaxprompt.report import build  # pylint: disable=import-outside-toplevel
     sweep_dir = os.path.dirname(runs[0].workdir) if runs else args.root
-    report.main([sweep_dir])
+    build.main([sweep_dir])
   return status
 
 

@@ -1,8 +1,8 @@
-"""`python -m jaxprompt.report RUNS_DIR [--out DIR]` (see `jaxprompt.report.groups`)."""
+"""`python -m jaxprompt.report RUNS_DIR [--out DIR] [--ddof 1]` (see `jaxprompt.report.build`)."""
 
 import sys
 
-from jaxprompt.report.groups import main
+from jaxprompt.report.build import main
 
 if __name__ == "__main__":
   sys.exit(main())

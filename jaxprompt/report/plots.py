@@ -1,4 +1,13 @@
-"""PNG plots of `jaxprompt.report` (matplotlib, Agg backend): accuracy-vs-shots curves and bar plots with error bars."""
+"""The report's PNG plots, and the grouping heat map of a multi-task run.
+
+    shot_curves       main metric vs shots (log2 axis), one PNG per (protocol, dataset) and one for the average,
+                      with the published curve dashed where a paper has one
+    bar_plots         grouped bars with std-over-seeds error bars: one per ablated method, one per (protocol, shots)
+    affinity_heatmap  a grouping result's T x T task-affinity matrix with its partition (`<workdir>/grouping.png`)
+
+Figures are `matplotlib.figure.Figure` objects rendered straight to PNG (Agg): nothing here touches pyplot's global
+state or the caller's backend, at import or at call.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +15,15 @@ import os
 import re
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-from jaxprompt.report import published  # noqa: E402
-from jaxprompt.report.groups import Group, dataset_average, dataset_rank, mean_of  # noqa: E402
-from jaxprompt.report.tables import ablation_sets, by_label, main_metric  # noqa: E402
+from jaxprompt.report import published
+from jaxprompt.report.groups import Group, ablation_sets, by_label, dataset_average, dataset_rank, main_metric, mean_of
 
 
 def file_name(*parts: str) -> str:
+  """A file-system-safe PNG name from the parts."""
   return re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(parts)).strip("_") + ".png"
 
 
@@ -38,7 +45,8 @@ def shot_curves(groups: Sequence[Group], out_dir: str, ddof: int = 0) -> list[st
     metric = main_metric(gs[0])
     datasets = sorted({g.dataset for g in gs}, key=dataset_rank)
     for dataset in datasets + ["average"]:
-      fig, ax = plt.subplots(figsize=(5.5, 4))
+      fig = Figure(figsize=(5.5, 4))
+      ax = fig.subplots()
       for label, same in by_label(gs).items():
         shots = sorted({g.shots for g in same})
         points = []
@@ -69,7 +77,6 @@ def shot_curves(groups: Sequence[Group], out_dir: str, ddof: int = 0) -> list[st
       path = os.path.join(out_dir, file_name(protocol, dataset))
       fig.tight_layout()
       fig.savefig(path, dpi=100)
-      plt.close(fig)
       paths.append(path)
   return paths
 
@@ -81,7 +88,8 @@ def bar_plot(groups: Sequence[Group], title: str, path: str, ddof: int = 0) -> s
   datasets = sorted({g.dataset for g in groups}, key=dataset_rank)
   columns = datasets + (["Average"] if len(datasets) > 1 else [])
   width = 0.8 / len(labels)
-  fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(columns) + 2), 4))
+  fig = Figure(figsize=(max(5.0, 1.1 * len(columns) + 2), 4))
+  ax = fig.subplots()
   for i, (label, gs) in enumerate(labels.items()):
     heights, errs = [], []
     for column in columns:
@@ -102,7 +110,6 @@ def bar_plot(groups: Sequence[Group], title: str, path: str, ddof: int = 0) -> s
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
   return path
 
 
@@ -120,3 +127,23 @@ def bar_plots(groups: Sequence[Group], out_dir: str, ddof: int = 0) -> list[str]
         path = os.path.join(out_dir, file_name("methods", protocol, f"{shots}shots"))
         paths.append(bar_plot(gs, f"methods ({protocol}, {shots} shots)", path, ddof))
   return paths
+
+
+def affinity_heatmap(result: dict, path: str) -> str:
+  """The grouping result's `affinity` (T x T, in [-1, 1]) as a heat map over its `tasks`, every cell annotated, the
+  `partition` (groups of task indices) in the title; written to `path`, which is returned."""
+  names, matrix = result["tasks"], np.asarray(result["affinity"])
+  groups = "|".join(",".join(str(t) for t in group) for group in result["partition"])
+  fig = Figure(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1))
+  ax = fig.subplots()
+  image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+  ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+  ax.set_yticks(range(len(names)), names)
+  for i in range(len(names)):
+    for j in range(len(names)):
+      ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8)
+  ax.set_title("task gradient affinity; groups " + groups)
+  fig.colorbar(image, ax=ax)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  return path

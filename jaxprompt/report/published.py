@@ -1,4 +1,4 @@
-"""Published numbers (ViT-B/16) from the specs, as plain data, for the "published" columns of `jaxprompt.report`.
+"""Published numbers (ViT-B/16) as plain data, for the "published" columns of the report (`report.tables`).
 
 `PUBLISHED[(paper, method, dataset, metric)] = value` (percent). Methods use our registry names, with `+` for LAMM
 stacked on a base (`coop+lamm`); datasets use our dataset names, `average` for the papers' 11-dataset average.
@@ -13,14 +13,17 @@ Metrics:
 """
 
 from __future__ import annotations
+
 from jaxprompt.data.coop_datasets import COOP_DATASETS
 
 PAPERS = {
-    "rpo": dict(protocol="base2novel", source="RPO (Lee et al., ICCV 2023), Table 1; specs/rpo.md"),
-    "maple": dict(protocol="base2novel", source="base-to-novel averages as quoted in specs/baselines.md "
-                                                "(MaPLe, Khattak et al., CVPR 2023)"),
-    "rpo_dg": dict(protocol="all", source="RPO domain generalisation (ImageNet -> V2/Sketch/A/R); specs/rpo.md"),
-    "lamm": dict(protocol="all", source="LAMM (Gao et al., AAAI 2024), read off the figure (+-0.5); specs/lamm.md"),
+    "rpo": dict(protocol="base2novel", source="RPO (Lee et al., ICCV 2023), base-to-novel, mean of 3 seeds"),
+    "maple": dict(protocol="base2novel", source="MaPLe (Khattak et al., CVPR 2023), base-to-novel averages over "
+                                                "11 datasets (CLIP, CoOp, CoCoOp, VPT-deep, IVLP, MaPLe)"),
+    "rpo_dg": dict(protocol="all", source="RPO (Lee et al., ICCV 2023), domain generalisation "
+                                          "(ImageNet -> V2/Sketch/A/R)"),
+    "lamm": dict(protocol="all", source="LAMM (Gao et al., AAAI 2024), all-class few-shot, read off the figure "
+                                        "(+-0.5)"),
 }
 
 DATASETS = list(COOP_DATASETS)

@@ -1,28 +1,42 @@
-"""Markdown tables of `jaxprompt.report`, laid out like the papers' (see that module's docstring)."""
+"""The report's markdown tables across runs (cells mean +- std over seeds), laid out like the papers':
+
+    b2n_table        base-to-novel: rows datasets + two Average rows (MEAN_HM, RPO's convention; HM_OF_MEANS,
+                     CoCoOp's and MaPLe's), columns B / N / HM per method, plus published columns
+    fewshot_tables   all-class few-shot: per method, rows datasets + Average, columns shots (+ published)
+    target_table     domain generalisation / cross-dataset (`target/<dataset>` metrics): rows methods
+    multitask_table  rows tasks + mean + trainable parameters, columns methods
+    ablation_table   a method run with several option values: rows datasets + Average, columns the variants
+    generic_table    every metric per group (continual, demo, ...)
+
+A table function returns its markdown (and, for the first two, the rows as records for report.json). One run's own
+table (results.md) is `report.run_tables`.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from jaxprompt.report import published
-from jaxprompt.report.groups import (HM_OF_MEANS, MAIN_METRIC, MEAN_HM, Group, cell, dataset_average, dataset_rank,
-                              hm_of_means, mean_of)
+from jaxprompt.report.groups import Group, by_label, dataset_average, dataset_rank, hm_of_means, main_metric, mean_of
+
+MEAN_HM, HM_OF_MEANS = "Average (mean of per-dataset HM)", "Average (HM of mean B and N)"
+
+
+def cell(mean: float | None, std: float | None = None) -> str:
+  """A table cell: `12.34 ± 0.56`, `12.34` without a std, `-` without a value."""
+  if mean is None:
+    return "-"
+  return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """A markdown table."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def by_label(groups: Iterable[Group]) -> dict[str, list[Group]]:
-  out: dict[str, list[Group]] = {}
-  for g in groups:
-    out.setdefault(g.label, []).append(g)
-  return out
-
-
 def pub(protocol: str, method: str, dataset: str, metric: str) -> str:
+  """The published value's cell, `-` when no paper reports it."""
   found = published.lookup(protocol, method, dataset, metric)
   return cell(found[1]) if found else "-"
 
@@ -125,21 +139,6 @@ def multitask_table(groups: Sequence[Group], ddof: int) -> str:
   return markdown(header, rows)
 
 
-def main_metric(group: Group) -> str:
-  metric = MAIN_METRIC.get(group.protocol)
-  if metric in group.values:
-    return metric
-  return "accuracy" if "accuracy" in group.values else sorted(group.values)[0]
-
-
-def ablation_sets(groups: Sequence[Group]) -> dict[tuple, list[Group]]:
-  """(protocol, method, shots) -> its groups, for methods run with more than one set of options."""
-  sets: dict[tuple, list[Group]] = defaultdict(list)
-  for g in groups:
-    sets[(g.protocol, g.method, g.shots)].append(g)
-  return {k: gs for k, gs in sets.items() if len({g.label for g in gs}) > 1}
-
-
 def ablation_table(groups: Sequence[Group], ddof: int) -> str:
   """Rows datasets + Average, columns the option variants, the protocol's main metric."""
   labels = by_label(groups)
@@ -157,6 +156,7 @@ def ablation_table(groups: Sequence[Group], ddof: int) -> str:
 
 
 def generic_table(groups: Sequence[Group], ddof: int) -> str:
+  """Rows groups (label, dataset, shots, seeds), columns every metric any of them has."""
   metrics = sorted({m for g in groups for m in g.values})
   rows = [[g.label, g.dataset, str(g.shots), str(len(g.seeds))] + [cell(g.mean(m), g.std(m, ddof)) for m in metrics]
           for g in groups]
