@@ -24,7 +24,7 @@ Measured (seed 1, 2 CPU cores, 39 s for the whole command):
 
 Recipe notes: RPO's read-only prompts collapse at lr >= 0.01 on this model (every class's text prompt rows end up
 reading the same template tokens: text features of all classes agree to cos 0.998 and the accuracy is chance), so it
-runs at 0.005. MmAP uses b=4 prompt tokens, depth 3 and the "xavier" initialisation (the spec's "normal" is unstable
+runs at 0.005. MmAP uses b=4 prompt tokens, depth 3 and the "xavier" initialisation (the paper's "normal", docs/methods/mmap.md, is unstable
 across seeds here; docs/world_results.md). `:dataset=world_misaligned` shows LAMM's case (class names that
 pretraining used rarely or never); its table is in docs/world_results.md.
 """

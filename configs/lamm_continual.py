@@ -1,4 +1,4 @@
-"""Continual learning (LAMM, specs/lamm.md): disjoint class subsets learnt in turn; LAMM vs CoOp / MaPLe.
+"""Continual learning (LAMM; docs/methods/lamm.md, "Continual learning"): disjoint class subsets learnt in turn; LAMM vs CoOp / MaPLe.
 
     python -m jaxprompt.main --config configs/lamm_continual.py:dataset=dtd,root=/data,shots=16,seed=1,method=lamm --workdir runs/cl/lamm_dtd_1
     python -m jaxprompt.main --config configs/lamm_continual.py:dataset=dtd,root=/data,method=coop --workdir runs/cl/coop_dtd_1
@@ -24,7 +24,6 @@ def get_config(arg=None):
   config, args = paper_config(arg, method="lamm", protocol="all", lr=0.002, epochs=50, batch_size=32,
                               extra_args={"method": "lamm", "num_tasks": 2})
   config.run_kind = "continual"
-  config.continual.method = args["method"]
   config.continual.num_tasks = args["num_tasks"]
   config.method.name = args["method"]
   config.method.lamm.base = "none"

@@ -5,7 +5,7 @@ on other datasets with their own class lists.
     python -m jaxprompt.main --config configs/maple_xd.py:root=/data,seed=1,targets=xd --workdir runs/maple_xd/1
 
 Reference setting: depth 3, lr 0.0026, 2 epochs, batch 4, n=2. `targets=dg`: ImageNet-V2, -Sketch, -A, -R;
-`targets=xd`: the other 10 datasets; or names joined by "+". (MaPLe's published DG row is not in our specs; compare with RPO's table in
+`targets=xd`: the other 10 datasets; or names joined by "+". (MaPLe's published DG row is not tabulated here (docs/methods/maple.md); compare with RPO's table in
 configs/rpo_dg.py.)
 """
 

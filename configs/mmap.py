@@ -4,7 +4,7 @@
 
 Defaults (ours: the MmAP paper publishes no single-task recipe): b=8 tokens, (m, n) = (4, 64), depth 12,
 source shared across layers, kron order scale-then-source, init "xavier" (chosen from the shapes-world ablation in
-docs/world_results.md; `init=normal` is the spec's source std 0.02 / scales std 1.0),
+docs/world_results.md; `init=normal` is the paper's source std 0.02 / scales std 1.0),
 736 parameters; optimiser as MaPLe's (SGD lr 0.0035, batch 4, 5 epochs), all-class few-shot protocol
 (`protocol=base2novel` for base-to-novel). The paper's claims are for multi-task learning (configs/mmap_officehome.py).
 """

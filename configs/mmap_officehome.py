@@ -10,12 +10,12 @@ shapes world's photo/sketch/painting/cartoon styles as tasks, no data needed); `
 `backbone`, `num_groups` (2), `grouping` exhaustive | threshold, `partition` (e.g. "0+1|2+3", i.e. "0,1|2,3", skips the probe), `combine`
 concat | sum, `smoke`. The sweep launch/sweeps/mmap_multitask.py runs method x seed.
 
-Data (spec): per-domain stratified 80/20 train/test split with a fixed seed, saved CoOp-style next to the data on first
-use; K shots per class from train. Model (spec): probe = one global MmAP on all tasks, task-gradient cosine averaged
+Data (docs/methods/protocols.md, "Multi-task (MmAP)"): per-domain stratified 80/20 train/test split with a fixed seed, saved CoOp-style next to the data on first
+use; K shots per class from train. Model (docs/methods/mmap.md): probe = one global MmAP on all tasks, task-gradient cosine averaged
 over the probe, partition maximising mean within-group affinity; one group-shared MmAP per group + one task-specific
 MmAP per task, concatenated per layer (2b tokens); one batch per task per step, losses summed; accuracy per task + mean.
 Choices of ours (the paper leaves them open): SGD lr 0.0035, momentum 0.9, weight decay 5e-4, 5 epochs, per-epoch
-cosine after one warm-up epoch (protocols.md), 8 images per task per step; num_groups 2; probe = one epoch of the
+cosine after one warm-up epoch (docs/methods/protocols.md), 8 images per task per step; num_groups 2; probe = one epoch of the
 largest task at the constant lr; the partition score (grouping.py); MmAP b=8, (m, n)=(4, 64), depth 12.
 Published claims (MmAP, AAAI 2024): with about 0.09 % of full multi-task fine-tuning's trainable parameters, MmAP-MT
 beats full fine-tuning on Office-Home; ranking MmAP-MT > MaPLe-MT > CoOp-MT ~ full fine-tuning > CLIP-Adapter ~ VPT-MT >

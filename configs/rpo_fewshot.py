@@ -3,7 +3,7 @@
     python -m jaxprompt.main --config configs/rpo_fewshot.py:dataset=dtd,root=/data,shots=1,seed=1 --workdir runs/rpo_fs/dtd_1_1
 
 Reference setting: K=4, SGD lr 0.01, batch 4, 15 epochs, shots 1/2/4/8/16, seeds 1..10. The paper reports these as
-curves (lower variance across seeds than CoOp/CoCoOp); our specs give no table of numbers for them.
+curves (lower variance across seeds than CoOp/CoCoOp); docs/methods/rpo.md gives no table of numbers for them.
 """
 
 from jaxprompt.config import finish, paper_config

@@ -23,15 +23,21 @@ from jaxprompt import methods
 def base_config() -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults. Config files change what their setting needs."""
   config = ml_collections.ConfigDict()
-  config.run_kind = "single"      # "single" (train.py), "multitask", "continual" or "demo" (jaxprompt/trainers/)
+  config.run_kind = "single"      # "single" (train.py); "multitask", "continual", "demo", "linear_probe" (trainers/)
   config.seed = 1                 # run seed: few-shot draw, shuffling, augmentation, prompt init
   config.backbone = "embedded"    # "embedded" (the shipped mini CLIP), a local directory, an .npz/.pt file or a hub id
   config.backbone_tokenizer = ""  # tokenizer directory/hub id when the weights have none (OpenAI state dicts)
+  config.backbone_overrides = ml_collections.ConfigDict()  # what the weights cannot say (0 / "" = not set):
+  config.backbone_overrides.text_heads = 0      # attention heads of the text tower (open_clip / OpenAI state dicts)
+  config.backbone_overrides.vision_heads = 0    # attention heads of the vision tower (ViT-H/g/bigG have 16)
+  config.backbone_overrides.hidden_act = ""     # "quick_gelu" (OpenAI) | "gelu" (most LAION/DataComp models) | ...
   config.smoke = False            # shrink everything (set by config files through `apply_smoke`)
   config.multihost = False        # call jax.distributed.initialize() (also env JAXPROMPT_MULTIHOST=1)
   config.num_devices = 0          # devices in the data mesh (0 = all)
   config.eval_only = False        # evaluate the workdir's checkpoint (or `eval_prompts`) without training
-  config.eval_prompts = ""        # a prompt export (prompts.npz) to evaluate instead of the workdir's checkpoint
+  config.eval_prompts = ""        # eval mode: a prompt export (prompts.npz) to evaluate instead of the workdir's
+  config.eval_checkpoint = ""     # eval mode: "latest" or a step: evaluate that checkpoint (e.g. of an interrupted run)
+  config.eval_dir = ""            # eval mode: where results go (default <workdir>/eval/<data>-<what was evaluated>)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "world_shapes"  # registered data source (see jaxprompt.data.registry.known_sources())
@@ -67,10 +73,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 0    # steps between checkpoints (0 = once per epoch); always at the end
   config.train.keep_checkpoints = 2
   config.train.stop_after = 0          # stop (as if interrupted) after this many steps of this invocation (tests)
+  config.train.eval_every_epochs = 0   # validation-split accuracy every N epochs, logged as val/accuracy (0 = never)
+  config.train.select = "last"         # "last" (the papers') | "best_val": export the best tree by val/accuracy
+  config.train.allow_config_change = False  # re-run a workdir with other result-determining keys (history.jsonl)
 
   config.multitask = multitask_block()
   config.continual = continual_block()
   config.demo = demo_block()
+  config.linear_probe = linear_probe_block()
   return config
 
 
@@ -92,8 +102,24 @@ def multitask_block() -> ml_collections.ConfigDict:
 def continual_block() -> ml_collections.ConfigDict:
   """`config.continual` (run_kind "continual", `jaxprompt.trainers.continual`)."""
   block = ml_collections.ConfigDict()
-  block.num_tasks = 2        # disjoint class chunks (2 = base half, then novel half)
-  block.method = "lamm"      # "lamm" (LAMM on CLIP, own label rows per task) | "coop" | "maple" (sequential)
+  block.num_tasks = 2        # disjoint class chunks (2 = base half, then novel half); the method is `method.name`
+  return block
+
+
+LINEAR_PROBE_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
+"""The reference's initial C values, in its order (np.argmax keeps the first best, so ties go to the larger C)."""
+
+
+def linear_probe_block() -> ml_collections.ConfigDict:
+  """`config.linear_probe` (run_kind "linear_probe", `jaxprompt.trainers.linear_probe`): the C search and the
+  solver (defaults: the reference's)."""
+  block = ml_collections.ConfigDict()
+  block.coarse_grid = LINEAR_PROBE_GRID  # C values tried first, in tie-breaking order
+  block.refine_steps = 8           # halvings of the log10 interval around the grid's best (lpclip --num_step 8)
+  block.max_iter = 1000            # L-BFGS iterations per fit (sklearn max_iter)
+  block.tol = 1e-4                 # projected-gradient tolerance (sklearn tol)
+  block.val_split = "val"          # split C is chosen on: "val" (min(K, 4) shots) or "test" (min(K, 4) shots drawn
+                                   # from test: the reference's rule for ImageNet, whose Dassl val is its test set)
   return block
 
 

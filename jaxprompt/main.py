@@ -14,10 +14,13 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from jaxprompt import train
-from jaxprompt.trainers import continual, demo, multitask
+from jaxprompt.trainers import continual, demo, evaluation, linear_probe, multitask
 
-RUN_KINDS = {"single": train.run, "multitask": multitask.run, "continual": continual.run, "demo": demo.run}
+RUN_KINDS = {"single": train.run, "multitask": multitask.run, "continual": continual.run, "demo": demo.run,
+             "linear_probe": linear_probe.run}
 """`config.run_kind` -> the function that runs it: run(config, workdir) -> results."""
+EVAL_KINDS = {"single": evaluation.run, "multitask": multitask.run}
+"""`--mode eval`: the run kinds that can evaluate without training (multitask evaluates inside its run)."""
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file: configs/<setting>.py[:arg].",
                                           lock_config=True)
@@ -33,9 +36,11 @@ def main(argv):
   config = _CONFIG.value
   if _MODE.value == "eval":
     config.eval_only = True
-  if config.run_kind not in RUN_KINDS:
-    raise ValueError(f"config.run_kind={config.run_kind!r}: expected one of {', '.join(RUN_KINDS)}")
-  RUN_KINDS[config.run_kind](config, _WORKDIR.value)
+  kinds = EVAL_KINDS if config.eval_only else RUN_KINDS
+  if config.run_kind not in kinds:
+    raise ValueError(f"config.run_kind={config.run_kind!r}{' with --mode eval' if config.eval_only else ''}: "
+                     f"expected one of {', '.join(kinds)}")
+  kinds[config.run_kind](config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

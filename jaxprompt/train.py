@@ -1,6 +1,11 @@
-"""The trainer, in phases: mesh -> data -> backbone -> method -> optimiser -> restore -> jitted step -> loop -> eval.
+"""The single-task run and THE training loop (`fit`) every run kind trains with.
 
     python -m jaxprompt.main --config configs/coop.py:dataset=dtd,shots=16 --workdir runs/coop_dtd
+
+`run` reads top to bottom in phases: mesh -> backbone -> data -> method -> (restore + train | load prompts) ->
+evaluate -> results. `fit` is the loop: optimiser and schedule -> restore -> jitted step -> loop (log, checkpoint)
+-> export. The multi-task and continual run kinds (`jaxprompt/trainers/`) call the same `fit` with their own loss
+function and batch source (`TrainData`).
 
 Re-running the same command resumes from the workdir's latest checkpoint (trainable tree, optimiser state, step,
 RNG key, data iterator), so an interrupted run ends exactly where an uninterrupted one would.
@@ -8,11 +13,12 @@ RNG key, data iterator), so an interrupted run ends exactly where an uninterrupt
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -20,19 +26,61 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxprompt import checkpoint, evaluate, parallel
-from jaxprompt.data import protocol
-from jaxprompt.report import run_files as reporting
+from jaxprompt import checkpoint, evaluate, methods, parallel, trees
 from jaxprompt.clip import weights
-from jaxprompt.data import pipeline
+from jaxprompt.data import pipeline, protocol
+from jaxprompt.report import evaluation_files, run_files
 
 log = logging.getLogger(__name__)
 
 Params = dict[str, Any]
+LossFn = Callable[[Params, Params, Any], tuple[jax.Array, dict[str, jax.Array]]]
+"""(trainable, frozen, batch) -> (loss, metrics): what `fit` minimises over the trainable tree."""
 
 
-class NonFiniteLossError(RuntimeError):
-  pass
+class NonFiniteError(RuntimeError):
+  """A non-finite loss, gradient, update or trainable tree: the run stops, naming the last good checkpoint."""
+
+
+NonFiniteLossError = NonFiniteError  # the name earlier versions raised
+
+
+class TrainData(Protocol):
+  """What `fit` draws its batches from: a pure function of (seed, step), with a JSON state saved in checkpoints.
+
+  `next_batch(mesh)` returns the step's global (sharded) batch; `steps_per_epoch` sets the schedule's epochs;
+  `images_per_step` is for the progress line; `get_state()`/`set_state(state)` save and restore the iterator.
+  """
+
+  steps_per_epoch: int
+  images_per_step: int
+
+  def next_batch(self, mesh) -> Any: ...
+  def get_state(self) -> dict: ...
+  def set_state(self, state: dict) -> None: ...
+
+
+class LoaderData:
+  """One `pipeline.TrainLoader` as `TrainData`: batches {"images": (B, H, W, 3), "labels": (B,)}."""
+
+  def __init__(self, loader: pipeline.TrainLoader, batch_size: int):
+    self.loader, self.steps_per_epoch, self.images_per_step = loader, loader.steps_per_epoch, batch_size
+
+  def next_batch(self, mesh) -> dict[str, jax.Array]:
+    return parallel.global_batch(next(self.loader), mesh)
+
+  def get_state(self) -> dict:
+    return self.loader.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self.loader.set_state(state)
+
+
+def method_loss(method) -> LossFn:
+  """A method's own loss over a {"images", "labels"} batch."""
+  def loss_fn(trainable, frozen, batch):
+    return method.loss(trainable, frozen, batch["images"], batch["labels"])
+  return loss_fn
 
 
 # --- optimiser ----------------------------------------------------------------------------------------------------------
@@ -66,155 +114,31 @@ def make_optimizer(optim: ml_collections.ConfigDict, schedule) -> optax.Gradient
 
 
 # --- the step -----------------------------------------------------------------------------------------------------------
-def make_train_step(method, optimizer, schedule, mesh):
-  """One jitted step. Gradients are taken with respect to `trainable` only; `frozen` is a plain argument."""
+def value_and_grad(loss_fn: LossFn):
+  """The default gradient rule: (trainable, frozen, batch) -> ((loss, metrics), grads w.r.t. trainable only)."""
+  return jax.value_and_grad(loss_fn, has_aux=True)
+
+
+def make_train_step(loss_fn: LossFn, optimizer, schedule, mesh, grad_fn=None):
+  """One jitted step. Gradients are taken with respect to `trainable` only; `frozen` is a plain argument.
+
+  grad_fn: how gradients are computed (default `value_and_grad(loss_fn)`; the multi-task probe takes one gradient
+  per task). Metrics gain loss, lr, grad_norm, update_norm and trainable_norm (the last two catch divergence that
+  a finite loss hides: lr=1e30 gives inf prompts).
+  """
   replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  grad_fn = grad_fn or value_and_grad(loss_fn)
 
-  def train_step(trainable, opt_state, frozen, images, labels, step):
-    def loss_fn(params):
-      return method.loss(params, frozen, images, labels)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+  def train_step(trainable, opt_state, frozen, batch, step):
+    (loss, metrics), grads = grad_fn(trainable, frozen, batch)
     updates, opt_state = optimizer.update(grads, opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
-    metrics = {**metrics, "loss": loss, "lr": schedule(step), "grad_norm": optax.tree.norm(grads)}
+    metrics = {**metrics, "loss": loss, "lr": schedule(step), "grad_norm": optax.tree.norm(grads),
+               "update_norm": optax.tree.norm(updates), "trainable_norm": optax.tree.norm(trainable)}
     return trainable, opt_state, metrics
 
-  return jax.jit(train_step, in_shardings=(replicated, replicated, replicated, sharded, sharded, replicated),
+  return jax.jit(train_step, in_shardings=(replicated, replicated, replicated, sharded, replicated),
                  out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
-
-
-# --- the run ------------------------------------------------------------------------------------------------------------
-def start(config: ml_collections.ConfigDict, workdir: str):
-  """Every driver's first phase: multi-host start-up, the ('data',) mesh, the workdir and its resolved config."""
-  parallel.initialize(config.multihost)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  os.makedirs(workdir, exist_ok=True)
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-  return mesh
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes, or only evaluates) and returns the results written to `<workdir>/results.json`."""
-  start_time = time.time()
-  mesh = start(config, workdir)
-
-  backbone = weights.load(config.backbone, tokenizer=config.backbone_tokenizer or None)
-  log.info("backbone %s: %s parameters", backbone.source, f"{backbone.num_params():,}")
-  data = protocol.prepare(config, workdir)
-  method = evaluate.build_method(config.method, backbone, data.classnames, data.templates)
-  frozen = parallel.replicate(backbone.params, mesh)
-
-  if config.eval_only:
-    trainable = _load_for_eval(config, workdir, method, mesh)
-    steps_done = None
-  else:
-    trainable, steps_done = train(config, workdir, method, frozen, data, mesh)
-
-  metrics = evaluate.evaluate_run(config.method, backbone, trainable, frozen, data.evals, mesh,
-                                  config.data.eval_batch_size, config.data.workers)
-  corrupt = pipeline.corrupt_images()
-  if corrupt:
-    log.warning("%d corrupt image(s) were skipped: %s", len(corrupt), ", ".join(corrupt[:10]))
-  results = {
-      "run": {"method": _method_label(config.method), "dataset": config.data.name, "shots": config.data.shots,
-              "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone,
-              "options": _method_options(config.method)},
-      "metrics": metrics,
-      "trainable_params": method.num_trainable(),
-      "time_s": time.time() - start_time,
-      "steps": steps_done,
-      "corrupt_images": corrupt,
-  }
-  reporting.write_results(workdir, results)
-  print(reporting.results_table(results), flush=True)
-  return results
-
-
-def _method_options(method_config) -> dict[str, Any]:
-  """The active method's own options as dotted keys (what sweeps ablate), e.g. {"method.rpo.k": 24}."""
-  names = [method_config.name] + ([method_config.lamm.base] if method_config.name == "lamm" else [])
-  return {f"method.{name}.{key}": value for name in names if name in method_config
-          for key, value in method_config[name].to_dict().items()}
-
-
-def _method_label(method_config) -> str:
-  if method_config.name == "lamm" and method_config.lamm.base not in ("none", ""):
-    return f"{method_config.lamm.base}+lamm"
-  return method_config.name
-
-
-def train(config, workdir: str, method, frozen: Params, data: protocol.RunData, mesh) -> tuple[Params, int]:
-  """Trains the run's method on the run's data; returns the final trainable tree and the number of steps."""
-  metadata = {"method": method.name, "method_config": config.method.to_dict(), "classnames": list(data.classnames)}
-  return fit(config, workdir, method, frozen, data.train, data.source.reader, mesh, seed=config.seed,
-             export_metadata=metadata)
-
-
-def fit(config, workdir: str, method, frozen: Params, examples, reader, mesh, *, seed: int,
-        initial: Params | None = None, extra_transform: optax.GradientTransformation | None = None,
-        export_metadata: dict | None = None) -> tuple[Params, int]:
-  """The training loop over `examples`, resuming from `<workdir>/checkpoints` when there are any.
-
-  initial: the trainable tree to start from (default `method.init`); extra_transform: an optax transform applied
-  after the optimiser (continual learning masks old label rows with it). On completion the trainable tree is
-  exported to `<workdir>/prompts.npz`; a run stopped by `train.stop_after` raises SystemExit after checkpointing.
-  """
-  optim = config.optim
-  parallel.check_batch_size(min(optim.batch_size, len(examples)), mesh)
-  loader = pipeline.train_loader(examples, reader, method.clip.vision.image_size, optim.batch_size, seed,
-                                 process_index=jax.process_index(), process_count=jax.process_count(),
-                                 worker_threads=config.data.workers or None,
-                                 min_crop_scale=config.data.min_crop_scale)
-  steps_per_epoch = loader.steps_per_epoch
-  total_steps = optim.epochs * steps_per_epoch
-  if config.train.max_steps:
-    total_steps = min(total_steps, config.train.max_steps)
-  schedule = learning_rate_schedule(optim, steps_per_epoch, total_steps)
-  optimizer = make_optimizer(optim, schedule)
-  if extra_transform is not None:
-    optimizer = optax.chain(optimizer, extra_transform)
-
-  key = jax.random.key(seed)
-  trainable = method.init(jax.random.fold_in(key, 0)) if initial is None else initial
-  state = parallel.replicate(checkpoint_state(trainable, optimizer.init(trainable), 0, key), mesh)
-  checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
-  if checkpoints.latest_step() is not None:
-    state, loader_state = checkpoints.restore(state)
-    loader.set_state(loader_state)
-    log.info("resumed from %s at step %d", checkpoints.path(checkpoints.latest_step()), int(state["step"]))
-  step = int(state["step"])
-
-  train_step = make_train_step(method, optimizer, schedule, mesh)
-  metrics_log = reporting.MetricsLog(workdir)
-  progress = reporting.Progress(total_steps, steps_per_epoch, optim.batch_size, step)
-  every = config.train.checkpoint_every or steps_per_epoch
-  trainable, opt_state = state["trainable"], state["opt_state"]
-  pending, last_saved = [], checkpoints.latest_step()
-  stop_at = min(step + config.train.stop_after, total_steps) if config.train.stop_after else total_steps
-  while step < stop_at:
-    batch = parallel.global_batch(next(loader), mesh)
-    trainable, opt_state, metrics = train_step(trainable, opt_state, frozen, batch["images"], batch["labels"],
-                                               jnp.asarray(step))
-    step += 1
-    pending.append((step, metrics))
-    boundary = step % every == 0 or step == stop_at
-    if step % config.train.log_every == 0 or boundary:
-      _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch)
-      pending = []
-    if boundary:
-      checkpoints.save(step, checkpoint_state(trainable, opt_state, step, key), loader.get_state())
-      last_saved = step
-  checkpoints.wait()
-  checkpoints.close()
-  if step < total_steps:
-    raise SystemExit(f"stopped after step {step} of {total_steps} (train.stop_after); re-run the same command to "
-                     "resume")
-  if reporting.is_writer():
-    checkpoint.export_prompts(workdir, trainable, {**(export_metadata or {}), "step": step})
-  return trainable, step
 
 
 def checkpoint_state(trainable: Params, opt_state, step: int, key: jax.Array) -> Params:
@@ -225,27 +149,230 @@ def checkpoint_state(trainable: Params, opt_state, step: int, key: jax.Array) ->
           "key": np.asarray(jax.random.key_data(key))}
 
 
-def _flush_metrics(pending, metrics_log, progress, last_saved, checkpoints, steps_per_epoch) -> None:
-  """Fetches the pending steps' metrics, stops on a non-finite loss, writes JSON lines and the progress line."""
+# --- the loop -----------------------------------------------------------------------------------------------------------
+def fit(config, workdir: str, *, loss_fn: LossFn, init: Callable[[jax.Array], Params], frozen: Params,
+        data: TrainData, mesh, seed: int, extra_transform: optax.GradientTransformation | None = None,
+        grad_fn=None, schedule=None, on_metrics: Callable[[int, dict], None] | None = None,
+        export_metadata: dict | None = None,
+        validate: Callable[[Params], dict[str, float]] | None = None) -> tuple[Params, int]:
+  """The training loop, resuming from `<workdir>/checkpoints` when there are any; returns (trainable, steps).
+
+  init: key -> the trainable tree to start from (called with fold_in(key(seed), 0)); extra_transform: an optax
+  transform applied after the optimiser (continual learning masks old label rows with it); schedule: overrides the
+  config's (the probe's constant lr); on_metrics(step, host_metrics): sees every step's metrics, non-scalar ones
+  included; validate(trainable) -> metrics: run every `train.eval_every_epochs` epochs and logged (with
+  `train.select="best_val"` the best tree by `val/accuracy` is exported, not the last). On completion the trainable
+  tree is exported to `<workdir>/prompts.npz`; a run stopped by `train.stop_after` checkpoints, exports nothing and
+  raises SystemExit (the same for every run kind).
+  """
+  optim = config.optim
+  steps_per_epoch = data.steps_per_epoch
+  total_steps = optim.epochs * steps_per_epoch
+  if config.train.max_steps:
+    total_steps = min(total_steps, config.train.max_steps)
+  schedule = schedule or learning_rate_schedule(optim, steps_per_epoch, total_steps)
+  optimizer = make_optimizer(optim, schedule)
+  if extra_transform is not None:
+    optimizer = optax.chain(optimizer, extra_transform)
+
+  key = jax.random.key(seed)
+  trainable = init(jax.random.fold_in(key, 0))
+  state = parallel.replicate(checkpoint_state(trainable, optimizer.init(trainable), 0, key), mesh)
+  checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  if checkpoints.latest_step() is not None:
+    state, data_state = checkpoints.restore(state)
+    data.set_state(data_state)
+    log.info("resumed from %s at step %d", checkpoints.path(checkpoints.latest_step()), int(state["step"]))
+  step = int(state["step"])
+
+  train_step = make_train_step(loss_fn, optimizer, schedule, mesh, grad_fn)
+  metrics_log = run_files.MetricsLog(workdir)
+  progress = run_files.Progress(total_steps, steps_per_epoch, data.images_per_step, step)
+  checkpoint_every = config.train.checkpoint_every or steps_per_epoch
+  trainable, opt_state, pending, window = state["trainable"], state["opt_state"], [], []
+  validate_every = config.train.eval_every_epochs * steps_per_epoch if validate else 0
+  best = _BestTree(workdir) if validate and config.train.select == "best_val" else None
+  stop_at = min(step + config.train.stop_after, total_steps) if config.train.stop_after else total_steps
+  while step < stop_at:
+    trainable, opt_state, metrics = train_step(trainable, opt_state, frozen, data.next_batch(mesh),
+                                               np.int32(step))
+    step += 1
+    pending.append((step, metrics))
+    boundary = step % checkpoint_every == 0 or step == stop_at
+    log_line = step % config.train.log_every == 0 or step == stop_at
+    if log_line or boundary:  # metrics are flushed before every checkpoint; the progress line keeps its cadence
+      window += _flush_metrics(pending, metrics_log, checkpoints, steps_per_epoch, on_metrics)
+      pending = []
+    if log_line:
+      progress.log(step, window)
+      window = []
+    if validate_every and (step % validate_every == 0 or step == total_steps):
+      scores = validate(trainable)
+      metrics_log.write({"step": step, **scores})
+      log.info("step %d: %s", step, scores)
+      if best is not None:
+        best.offer(step, scores["val/accuracy"], trainable)
+    if boundary:
+      checkpoints.save(step, checkpoint_state(trainable, opt_state, step, key), data.get_state())
+  checkpoints.wait()
+  checkpoints.close()
+  if step < total_steps:
+    raise SystemExit(f"stopped after step {step} of {total_steps} (train.stop_after); re-run the same command to "
+                     "resume")
+  metadata = {**(export_metadata or {}), "step": step}
+  if best is not None:
+    trainable = parallel.replicate(best.load(), mesh)
+    metadata.update(selected="best_val", selected_step=best.step, val_accuracy=best.score)
+  if run_files.is_writer():
+    checkpoint.export_prompts(workdir, trainable, metadata)
+  return trainable, step
+
+
+class _BestTree:
+  """The best trainable tree by validation accuracy so far, kept on disk (`<workdir>/best_val.npz` + `.json`) so a
+  resumed run still knows it; ties keep the earlier step."""
+
+  def __init__(self, workdir: str):
+    self.path, self.meta_path = os.path.join(workdir, "best_val.npz"), os.path.join(workdir, "best_val.json")
+    self.step, self.score = None, -math.inf
+    if os.path.exists(self.meta_path) and os.path.exists(self.path):
+      with open(self.meta_path) as f:
+        meta = json.load(f)
+      self.step, self.score = meta["step"], meta["val_accuracy"]
+
+  def offer(self, step: int, score: float, trainable: Params) -> None:
+    if score <= self.score:
+      return
+    self.step, self.score = step, score
+    if run_files.is_writer():
+      np.savez(self.path, **checkpoint.flatten_tree(trainable))
+      with open(self.meta_path, "w") as f:
+        json.dump({"step": step, "val_accuracy": score}, f)
+
+  def load(self) -> Params:
+    with np.load(self.path) as archive:
+      return trees.unflatten({key: jnp.asarray(archive[key]) for key in archive.files})
+
+
+GUARDED = ("loss", "grad_norm", "update_norm", "trainable_norm")
+"""Metrics that must stay finite: any non-finite one stops the run."""
+
+
+def _flush_metrics(pending, metrics_log, checkpoints, steps_per_epoch, on_metrics) -> list[dict[str, float]]:
+  """Fetches the pending steps' metrics, stops on divergence, writes their JSON lines; returns their scalars."""
+  window = []
   for step, metrics in pending:
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-      where = checkpoints.path(last_saved) if last_saved is not None else "none saved yet"
-      raise NonFiniteLossError(f"non-finite loss {values['loss']} at step {step}; last good checkpoint: {where}")
+    host = jax.device_get(metrics)
+    if on_metrics is not None:
+      on_metrics(step, host)
+    values = {k: float(v) for k, v in host.items() if np.ndim(v) == 0}
+    diverged = [name for name in GUARDED if name in values and not math.isfinite(values[name])]
+    if diverged:
+      checkpoints.wait()  # the last save may still be in flight: name one that is finalised
+      last = checkpoints.latest_step()
+      where = checkpoints.path(last) if last is not None else "none saved yet"
+      details = ", ".join(f"{name}={values[name]}" for name in diverged)
+      raise NonFiniteError(f"training diverged at step {step} ({details}); last good checkpoint: {where}")
     metrics_log.write({"step": step, "epoch": (step - 1) // steps_per_epoch, **values})
-  progress.log(step, values)
+    window.append(values)
+  return window
 
 
-def _load_for_eval(config, workdir: str, method, mesh) -> Params:
-  """The trainable tree to evaluate: `config.eval_prompts`, else the workdir's prompt export (written when a training
-  run finishes). A method with nothing to train (zero-shot) needs neither."""
-  shapes = jax.eval_shape(method.init, jax.random.key(0))
-  path = config.eval_prompts or os.path.join(workdir, "prompts.npz")
-  if not jax.tree_util.tree_leaves(shapes):
-    return {}
-  trainable, _ = checkpoint.load_prompts(path)
-  got = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), trainable)
-  want = jax.tree_util.tree_map(lambda x: tuple(x.shape), shapes)
-  if got != want:
-    raise ValueError(f"prompts at {path} do not fit method {method.name}: got {got}, expected {want}")
-  return parallel.replicate(jax.tree_util.tree_map(jnp.asarray, trainable), mesh)
+# --- the single-task run ------------------------------------------------------------------------------------------------
+def start(config: ml_collections.ConfigDict, workdir: str):
+  """Every run kind's first phase: multi-host start-up, the ('data',) mesh, the workdir and its resolved config."""
+  parallel.initialize(config.multihost)
+  mesh = parallel.make_mesh(config.num_devices or None)
+  os.makedirs(workdir, exist_ok=True)
+  if run_files.is_writer():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  return mesh
+
+
+def load_backbone(config: ml_collections.ConfigDict) -> weights.Backbone:
+  """The frozen CLIP the config names (`backbone`, `backbone_tokenizer`, `backbone_overrides`)."""
+  backbone = weights.load(config.backbone, tokenizer=config.backbone_tokenizer or None,
+                          overrides=config.backbone_overrides.to_dict())
+  log.info("backbone %s: %s parameters", backbone.source, f"{backbone.num_params():,}")
+  return backbone
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) and evaluates, writing `<workdir>/results.json`. (`--mode eval` runs
+  `jaxprompt.trainers.evaluation.run` instead, which never writes into the training files.)"""
+  if config.eval_only:
+    raise ValueError("config.eval_only=True: evaluation runs through jaxprompt.trainers.evaluation.run "
+                     "(python -m jaxprompt.main --mode eval), not train.run")
+  start_time = time.time()
+  mesh = start(config, workdir)
+  backbone = load_backbone(config)
+  data = protocol.prepare(config, workdir)
+  method = methods.build_for_run(config.method, backbone, data.classnames, data.templates)
+  frozen = parallel.replicate(backbone.params, mesh)
+  corrupt = pipeline.CorruptImageLog()
+  trainable, steps_done = train_method(config, workdir, method, frozen, data, mesh, corrupt)
+  evaluations = evaluate.evaluate_run(method, trainable, frozen, data.evals, mesh, config.data, corrupt)
+  results = run_files.results_record(
+      kind="single", run=run_info(config), metrics=evaluate.metrics_of(evaluations),
+      trainable_params=method.num_trainable(), time_s=time.time() - start_time, steps=steps_done,
+      corrupt_images=corrupt.entries(), per_class={name: e.per_class() for name, e in evaluations.items()})
+  run_files.write_results(workdir, results)
+  if run_files.is_writer():
+    evaluation_files.write_evaluations(workdir, evaluations)
+  print(run_files.results_table(results), flush=True)
+  return results
+
+
+def run_info(config: ml_collections.ConfigDict, **changes) -> dict[str, Any]:
+  """The results' "run" block: what the run was (method label, dataset, shots, seed, protocol, backbone, options)."""
+  info = {"method": run_files.method_label(config.method), "dataset": config.data.name, "shots": config.data.shots,
+          "seed": config.seed, "protocol": config.data.protocol, "backbone": config.backbone,
+          "options": run_files.method_options(config.method)}
+  return {**info, **changes}
+
+
+def train_loader(config, examples, reader, image_size: int, seed: int, mesh, corrupt, source_name: str):
+  """The shuffled, augmented, resumable loader over `examples` (batch `optim.batch_size`) as `TrainData`."""
+  batch_size = config.optim.batch_size
+  parallel.check_batch_size(min(batch_size, len(examples)), mesh)
+  loader = pipeline.train_loader(examples, reader, image_size, batch_size, seed, process_index=jax.process_index(),
+                                 process_count=jax.process_count(), worker_threads=config.data.workers or None,
+                                 min_crop_scale=config.data.min_crop_scale, corrupt_log=corrupt,
+                                 source_name=source_name)
+  return LoaderData(loader, batch_size)
+
+
+def train_method(config, workdir: str, method, frozen: Params, data: protocol.RunData, mesh,
+                 corrupt: pipeline.CorruptImageLog) -> tuple[Params, int]:
+  """Trains the run's method on the run's data; returns the final trainable tree and the number of steps.
+
+  A method with nothing to train (zero-shot) runs no step. With `train.eval_every_epochs`, the validation split is
+  evaluated every that many epochs (logged as `val/accuracy`); `train.select="best_val"` then exports the tree of
+  the best validation accuracy instead of the last (recorded in prompts.json)."""
+  if not jax.tree_util.tree_leaves(jax.eval_shape(method.init, jax.random.key(0))):
+    return {}, 0
+  loader = train_loader(config, data.train, data.source.reader, method.clip.vision.image_size, config.seed, mesh,
+                        corrupt, data.source.name)
+  metadata = {"method": method.name, "method_config": config.method.to_dict(), "classnames": list(data.classnames)}
+  validate = None
+  if config.train.eval_every_epochs:
+    validate = validation(config, method, frozen, data, mesh, corrupt)
+  elif config.train.select != "last":
+    raise ValueError(f"config.train.select={config.train.select!r} needs config.train.eval_every_epochs > 0")
+  return fit(config, workdir, loss_fn=method_loss(method), init=method.init, frozen=frozen, data=loader, mesh=mesh,
+             seed=config.seed, export_metadata=metadata, validate=validate)
+
+
+def validation(config, method, frozen, data: protocol.RunData, mesh, corrupt):
+  """trainable -> {"val/accuracy": percent} on the training classes' validation split (for `fit`'s `validate`)."""
+  if "val" not in data.source.splits or not data.source.splits["val"]:
+    raise ValueError(f"config.train.eval_every_epochs: data source {data.source.name} has no validation split")
+  val_set = protocol.EvalSet("val", data.classnames, data.source.splits["val"], data.source.reader, data.templates,
+                             data.source.name)
+
+  def validate(trainable):
+    return {"val/accuracy": evaluate.top1_percent(method, trainable, frozen, val_set, mesh,
+                                                  config.data.eval_batch_size, corrupt=corrupt,
+                                                  workers=config.data.workers)}
+  return validate

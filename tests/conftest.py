@@ -5,6 +5,7 @@ Helpers are plain functions (`from tests.conftest import method_config`); fixtur
 """
 
 import importlib.util
+import json
 import os
 
 # Tests see 8 simulated CPU devices so the multi-device paths run everywhere; single-device tests use one of them.
@@ -14,6 +15,7 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from jaxprompt import config as run_config  # noqa: E402
 from jaxprompt import methods  # noqa: E402
@@ -74,3 +76,31 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg or None)
+
+
+# --- generated data trees (test_data_sources, test_data_fidelity) ------------------------------------------------------
+def write_image(path, value=0, size=(6, 5)):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def write_json(path, obj):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f)
+
+
+def make_coop(root, folder, image_subdir, split_name, classes, per_split=(3, 1, 2)):
+  """<root>/<folder>/<image_subdir>/<class>/<i>.jpg and the split file; returns the split dict written."""
+  image_dir = os.path.join(root, folder, image_subdir)
+  split = {"train": [], "val": [], "test": []}
+  for label, cls in enumerate(classes):
+    i = 0
+    for name, count in zip(("train", "val", "test"), per_split):
+      for _ in range(count):
+        rel = f"{cls}/{cls}_{i}.jpg"
+        write_image(os.path.join(image_dir, rel), label)
+        split[name].append([rel, label, cls])
+        i += 1
+  write_json(os.path.join(root, folder, split_name), split)
+  return split

@@ -7,33 +7,42 @@ land in the workdir and that the metrics the protocol promises are reported.
 
 import glob
 import importlib.util
+import re
 import json
 import os
 
 import numpy as np
 import pytest
 
-from jaxprompt import train
+from jaxprompt import main, train
+
+from tests.conftest import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(path_and_arg: str):
   path, _, arg = path_and_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("config_under_test", os.path.join(ROOT, path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return load_config_file(path, arg or None)
+
+
+COMMAND = re.compile(r"python -m jaxprompt\.main --config (configs/[\w.]+?\.py)(?::(\S+))? --workdir \S+")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))))
-def test_every_config_builds_with_defaults_and_a_docstring(path):
+def test_every_config_documents_commands_that_build(path):
+  """Each config's docstring gives at least one command; every documented command names this very file and its
+  argument builds a config of a known run kind (a typo in a documented argument fails here)."""
   spec = importlib.util.spec_from_file_location("config_under_test", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  assert module.__doc__ and "python -m jaxprompt.main --config configs/" in module.__doc__, path
-  config = module.get_config(None)
-  assert config.run_kind in ("single", "multitask", "continual", "demo")
+  commands = COMMAND.findall(module.__doc__ or "")
+  assert commands, f"{path}: no `python -m jaxprompt.main --config configs/...` command in the docstring"
+  for named, arg in commands:
+    assert named == os.path.relpath(path, ROOT), f"{path} documents a command for {named}"
+    config = module.get_config(arg or None)
+    assert config.run_kind in main.RUN_KINDS, (path, arg)
+  assert module.get_config(None).run_kind in main.RUN_KINDS
 
 
 # (config file and argument, extra overrides that fit the 3-layer mini CLIP)

@@ -1,4 +1,4 @@
-"""Continual learning (specs/lamm.md): LAMM keeps earlier tasks' label rows bit-identical; the table's shape."""
+"""Continual learning (docs/methods/lamm.md): LAMM keeps earlier tasks' label rows bit-identical; the table's shape."""
 
 import os
 
@@ -7,15 +7,11 @@ import numpy as np
 from jaxprompt import checkpoint
 from jaxprompt.trainers import continual
 from jaxprompt.data import fewshot
+from tests.conftest import load_config_file
 
 
 def load_config(arg="dataset=world_shapes,backbone=tiny-random,smoke=True"):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("lamm_continual", os.path.join(
-      os.path.dirname(__file__), "..", "configs", "lamm_continual.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = load_config_file("configs/lamm_continual.py", arg)
   config.train.max_steps = 2
   config.data.options.test_per_class = 2
   return config

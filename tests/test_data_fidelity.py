@@ -15,7 +15,7 @@ from PIL import Image
 from jaxprompt.data import fewshot, files, pipeline, registry, transforms
 from jaxprompt.data.tfds_source import _TfdsReader
 from jaxprompt.data.types import CorruptImageError, Example
-from tests.test_data_sources import make_coop, write_image, write_json
+from tests.conftest import make_coop, write_image, write_json
 
 # -- 1. train crop: cut out, then resize (torchvision's resized_crop on PIL images) --------------------------------
 

@@ -11,31 +11,7 @@ from jaxprompt.data import registry, sources
 from jaxprompt.data.types import CorruptImageError
 
 
-def write_image(path, value=0, size=(6, 5)):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
-
-
-def write_json(path, obj):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(obj, f)
-
-
-def make_coop(root, folder, image_subdir, split_name, classes, per_split=(3, 1, 2)):
-  """<root>/<folder>/<image_subdir>/<class>/<i>.jpg and the split file; returns the split dict written."""
-  image_dir = os.path.join(root, folder, image_subdir)
-  split = {"train": [], "val": [], "test": []}
-  for label, cls in enumerate(classes):
-    i = 0
-    for name, count in zip(("train", "val", "test"), per_split):
-      for _ in range(count):
-        rel = f"{cls}/{cls}_{i}.jpg"
-        write_image(os.path.join(image_dir, rel), label)
-        split[name].append([rel, label, cls])
-        i += 1
-  write_json(os.path.join(root, folder, split_name), split)
-  return split
+from tests.conftest import make_coop, write_image, write_json  # noqa: E402  (shared generated-data helpers)
 
 
 def test_dtd_split_file(tmp_path):

@@ -42,8 +42,9 @@ def test_every_method_trains_at_full_size(full_backbone, name):
     assert method.logits(trainable, backbone.params, images).shape == (2, len(classnames))
     return
   optimizer, schedule = bench_core.sgd_optimizer()
-  step = train.make_train_step(method, optimizer, schedule, parallel.make_mesh(1))
-  new, _, metrics = step(trainable, optimizer.init(trainable), backbone.params, images, labels, jax.numpy.asarray(1))
+  step = train.make_train_step(train.method_loss(method), optimizer, schedule, parallel.make_mesh(1))
+  batch = {"images": images, "labels": labels}
+  new, _, metrics = step(trainable, optimizer.init(trainable), backbone.params, batch, np.int32(1))
   assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
   moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), new,
                                  method.init(jax.random.key(0)))

@@ -38,7 +38,8 @@ import sys
 import pytest
 
 from jaxprompt import train
-from jaxprompt.trainers import demo
+from tests.conftest import load_config_file
+from jaxprompt.trainers import demo, evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOTS, EPOCHS = 8, 10
@@ -52,10 +53,7 @@ B2N_BASE_GAIN = 8.0  # CoOp base minus zero-shot base  # LAMM minus CoOp on MISA
 
 
 def _demo_config(arg: str):
-  spec = importlib.util.spec_from_file_location("demo_config", os.path.join(ROOT, "configs", "demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_config_file("configs/demo.py", arg)
 
 
 def run_method(name: str, dataset: str, seed: int, workdir: str, shots: int = SHOTS, epochs: int = EPOCHS,
@@ -65,7 +63,8 @@ def run_method(name: str, dataset: str, seed: int, workdir: str, shots: int = SH
   config.num_devices = 1
   config.train.log_every = 1000
   config.update_from_flattened_dict(overrides)
-  return train.run(config, os.path.join(workdir, f"{name}_{seed}"))["metrics"]
+  runner = evaluation.run if config.eval_only else train.run
+  return runner(config, os.path.join(workdir, f"{name}_{seed}"))["metrics"]
 
 
 @pytest.fixture(scope="module")

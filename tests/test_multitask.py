@@ -1,4 +1,4 @@
-"""Multi-task driver (specs/mmap.md): grouping search, per-task gradient routing, the probe, forced partitions, resume."""
+"""The multi-task run kind (docs/methods/mmap.md): grouping search, per-task gradient routing, the probe, forced partitions, resume."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprompt import checkpoint, config as multitask_config, parallel
+from jaxprompt import checkpoint, config as multitask_config, methods, parallel, train
+from jaxprompt.data.registry import build_source
 from jaxprompt.trainers import grouping, multitask
 
 WORLD = "dataset=world,backbone=tiny-random,smoke=True"
@@ -25,24 +26,13 @@ def world_config(**changes):
   return config
 
 
-def test_partition_search():
-  assert len(list(grouping.set_partitions(4, 2))) == 7  # Stirling S(4, 2)
-  assert sum(1 for k in range(1, 6) for _ in grouping.set_partitions(5, k)) == 52  # Bell(5)
-  affinity = np.full((4, 4), -0.2)
-  affinity[np.ix_([0, 2], [0, 2])] = 0.9
-  affinity[np.ix_([1, 3], [1, 3])] = 0.7
-  np.fill_diagonal(affinity, 1.0)
-  assert grouping.best_partition(affinity, 2) == [[0, 2], [1, 3]]
-  assert grouping.threshold_partition(affinity, 0.8) == [[0, 2], [1], [3]]
-  assert grouping.parse_partition("2+0|3,1", 4) == [[0, 2], [1, 3]]
-  with pytest.raises(ValueError, match="exactly once"):
-    grouping.parse_partition("0,1|1,2", 4)
+def world_tasks():
+  return [multitask.Task(name.split("/")[-1], build_source(name)) for name in multitask_config.WORLD_TASKS]
 
 
 def test_gradients_are_routed_by_task_and_group(tiny_backbone):
   config = world_config()
-  tasks = [multitask.Task(name.split("/")[-1], multitask.build_source(name)) for name in multitask_config.WORLD_TASKS]
-  model = multitask.MultiTaskModel(config.method, tiny_backbone, tasks, "mmap_mt", [[0, 1], [2, 3]])
+  model = multitask.build_model("mmap_mt", config, tiny_backbone, world_tasks(), [[0, 1], [2, 3]])
   trainable = model.init(jax.random.key(0))
   frozen = tiny_backbone.params
   rng = np.random.default_rng(0)
@@ -58,11 +48,11 @@ def test_gradients_are_routed_by_task_and_group(tiny_backbone):
 
   mesh = parallel.make_mesh(1)
   optimizer = optax.sgd(0.1)
-  step = multitask.make_multitask_step(model, optimizer, optax.constant_schedule(0.1), mesh)
+  step = train.make_train_step(multitask.multitask_loss(model), optimizer, optax.constant_schedule(0.1), mesh)
   copy = lambda tree: jax.tree_util.tree_map(jnp.array, tree)
-  first, *_ = step(copy(trainable), optimizer.init(trainable), frozen, batches, jnp.asarray(0))
+  first, *_ = step(copy(trainable), optimizer.init(trainable), frozen, batches, np.int32(0))
   changed = dict(batches, task1={"images": -batches["task1"]["images"], "labels": batches["task1"]["labels"]})
-  second, *_ = step(copy(trainable), optimizer.init(trainable), frozen, changed, jnp.asarray(0))
+  second, *_ = step(copy(trainable), optimizer.init(trainable), frozen, changed, np.int32(0))
   same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
                                                                jax.tree_util.tree_leaves(b)))
   assert same(first["specific"]["task0"], second["specific"]["task0"])  # another task's batch leaves it unchanged
@@ -106,11 +96,22 @@ def test_probe_forced_partition_and_exact_resume(tmp_path):
   assert resumed["metrics"] == results["metrics"]
 
 
-@pytest.mark.parametrize("method,mode", [("coop", "mt")])
-def test_baselines_share_the_framework(tmp_path, method, mode):
-  config = world_config(**{"method.name": method, "multitask.mode": mode, "train.max_steps": 1})
-  results = multitask.run(config, str(tmp_path / method))
-  assert results["run"]["method"] == f"{method}-{mode}"
+@pytest.mark.parametrize("mode", ["mt", "st"])
+def test_baselines_share_the_framework(tmp_path, tiny_backbone, mode):
+  config = world_config(**{"method.name": "coop", "multitask.mode": mode, "train.max_steps": 1})
+  results = multitask.run(config, str(tmp_path / mode))
+  assert results["run"]["method"] == f"coop-{mode}" and results["kind"] == "multitask"
+  assert set(results["metrics"]) == {"task/photo", "task/sketch", "task/painting", "task/cartoon", "mean"}
+  # mt trains one CoOp prompt set shared by the four tasks, st one per task.
+  one_coop = methods.build("coop", config.method, tiny_backbone, ["a", "b"]).num_trainable()
+  assert results["trainable_params"] == (one_coop if mode == "mt" else 4 * one_coop)
+  saved = checkpoint.load_prompts(str(tmp_path / mode / "prompts.npz"))[0]
+  assert (set(saved) == {"ctx"}) if mode == "mt" else (set(saved) == {f"task{t}" for t in range(4)})
 
-  assert results["trainable_params"] > 0 and set(results["metrics"]) >= {"mean"}
 
+def test_interrupted_multitask_and_single_task_runs_leave_the_same_files(tmp_path):
+  partition = {"multitask.partition": "0,1|2,3", "train.stop_after": 1}
+  with pytest.raises(SystemExit, match="stopped after step 1"):
+    multitask.run(world_config(**partition), str(tmp_path / "mt"))
+  files = set(os.listdir(tmp_path / "mt"))
+  assert "prompts.npz" not in files and "results.json" not in files and "checkpoints" in files

@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprompt import checkpoint, train
+from jaxprompt import checkpoint, parallel, train
+from jaxprompt.trainers import evaluation
 from jaxprompt.config import apply_smoke, base_config
 
 
@@ -73,20 +75,91 @@ def test_one_device_equals_eight(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path):
-  config = smoke_config(**{"optim.lr": 1e30, "optim.warmup_epochs": 0, "train.checkpoint_every": 1,
+  """One warm-up epoch at a sane lr (checkpoints 1 and 2), then lr=1e30: the run stops at step 3 naming step 2."""
+  config = smoke_config(**{"optim.lr": 1e30, "optim.warmup_epochs": 1, "train.checkpoint_every": 1,
                            "train.log_every": 1})
-  with pytest.raises(train.NonFiniteLossError, match=r"at step \d+; last good checkpoint: .*checkpoints"):
+  with pytest.raises(train.NonFiniteError, match=r"diverged at step 3 \(.*\); last good checkpoint: .*checkpoints") \
+      as error:
     train.run(config, str(tmp_path / "nan"))
+  named = str(error.value).rsplit("last good checkpoint: ", 1)[1]
+  assert named.endswith(os.path.join("checkpoints", "2")) and os.path.isdir(named)
+  assert not os.path.exists(tmp_path / "nan" / "results.json")
 
 
-def test_eval_only_reads_the_prompt_export(tmp_path):
+class _FixedBatches:
+  """A `train.TrainData` that always returns the same tiny batch (for loop-level tests)."""
+
+  steps_per_epoch, images_per_step = 2, 2
+
+  def next_batch(self, mesh):
+    return {"x": np.ones((2, 3), np.float32)}
+
+  def get_state(self):
+    return {}
+
+  def set_state(self, state):
+    pass
+
+
+def test_divergence_with_a_finite_loss_stops_naming_a_finalised_checkpoint(tmp_path):
+  """lr=1e30 on a bounded loss: the loss stays finite while the trainable tree overflows; the run must stop."""
+  config = smoke_config(**{"optim.lr": 1e30, "optim.warmup_epochs": 0, "optim.schedule": "constant",
+                           "train.checkpoint_every": 1, "train.log_every": 1, "optim.epochs": 3})
+  loss_fn = lambda params, frozen, batch: (jnp.tanh(jnp.sum(params["w"] * batch["x"][0])), {})
+  workdir = tmp_path / "diverged"
+  with pytest.raises(train.NonFiniteError, match="trainable_norm=inf") as error:
+    train.fit(config, str(workdir), loss_fn=loss_fn, init=lambda key: {"w": jnp.full((3,), 0.1)}, frozen={},
+              data=_FixedBatches(), mesh=parallel.make_mesh(1), seed=0)
+  named = str(error.value).rsplit("last good checkpoint: ", 1)[1]
+  assert named == "none saved yet" or os.path.isdir(named)
+  assert not (workdir / "prompts.npz").exists()
+
+
+def _snapshot(workdir):
+  """Every file under `workdir` (relative path -> bytes), to prove a step wrote nothing there."""
+  files = {}
+  for folder, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, workdir)] = f.read()
+  return files
+
+
+def test_eval_mode_never_writes_into_training_and_reads_exports_or_checkpoints(tmp_path):
   workdir = str(tmp_path / "run")
   trained = train.run(smoke_config(), workdir)
-  evaluated = train.run(smoke_config(eval_only=True), workdir)
-  assert evaluated["metrics"] == trained["metrics"]
-  assert evaluated["steps"] is None
+  before = _snapshot(workdir)
+  evaluated = evaluation.run(smoke_config(eval_only=True), workdir)
+  assert evaluated["metrics"] == trained["metrics"] and evaluated["steps"] is None
+  assert evaluated["evaluated"] == "prompts"
+  after = _snapshot(workdir)
+  new = sorted(set(after) - set(before))
+  assert {k: v for k, v in after.items() if k in before} == before  # nothing of the training run changed
+  assert all(path.startswith(os.path.join("eval", "world_shapes-all-prompts")) for path in new), new
+  assert json.load(open(os.path.join(workdir, "eval", "world_shapes-all-prompts", "results.json")))["metrics"] == \
+      trained["metrics"]
+  # The last checkpoint is the finished run's tree: the same numbers; a missing step is named.
+  from_checkpoint = evaluation.run(smoke_config(eval_only=True, eval_checkpoint="latest"), workdir)
+  assert from_checkpoint["metrics"] == trained["metrics"] and from_checkpoint["evaluated"] == f"step{trained['steps']}"
+  with pytest.raises(FileNotFoundError, match="no checkpoint '99'"):
+    evaluation.run(smoke_config(eval_only=True, eval_checkpoint="99"), workdir)
+  # Another output directory: the workdir gets nothing at all (so it may be read-only).
+  before = _snapshot(workdir)
+  elsewhere = evaluation.run(smoke_config(eval_only=True, eval_dir=str(tmp_path / "out")), workdir)
+  assert _snapshot(workdir) == before and os.path.exists(tmp_path / "out" / "results.json")
+  assert elsewhere["metrics"] == trained["metrics"]
   with pytest.raises(FileNotFoundError, match="missing.npz"):
-    train.run(smoke_config(eval_only=True, eval_prompts=str(tmp_path / "missing.npz")), str(tmp_path / "other"))
+    evaluation.run(smoke_config(eval_only=True, eval_prompts=str(tmp_path / "missing.npz")), str(tmp_path / "other"))
+
+
+def test_an_interrupted_run_evaluates_from_its_checkpoint(tmp_path):
+  workdir = str(tmp_path / "stopped")
+  with pytest.raises(SystemExit):
+    train.run(smoke_config(**{"train.stop_after": 2, "train.checkpoint_every": 1}), workdir)
+  assert not os.path.exists(os.path.join(workdir, "prompts.npz"))
+  results = evaluation.run(smoke_config(eval_only=True, eval_checkpoint="latest"), workdir)
+  assert results["evaluated"] == "step2" and 0 <= results["metrics"]["accuracy"] <= 100
 
 
 def test_learning_rate_schedule_matches_protocol():

@@ -184,13 +184,14 @@ def continual_tasks(source: Source, num_tasks: int = 2) -> list[Source]:
 
 
 def few_shot_source_recorded(source: Source, shots: int, seed: int, path: str, *,
-                             split_file: str | None = None) -> Source:
+                             split_file: str | None = None, record: bool = True) -> Source:
   """The run's K-shot source, recorded in (and on resume re-read from) `path` in the workdir.
 
   split_file: a split written earlier (by `save_split`, JSON) or a reference few-shot cache (`.pkl`, see the module
   docstring) to train on instead of drawing one; it is copied to `path` as JSON.
   Otherwise `path` is reused when it exists (a resumed run) and drawn with `few_shot_splits` and saved when not.
-  Test splits are not stored (they are the source's own); only train/val are.
+  Test splits are not stored (they are the source's own); only train/val are. record=False reads `path` if it
+  exists but never writes it (evaluation of a workdir it must not change).
   """
   given = split_file or (path if os.path.exists(path) else None)
   if given is None:
@@ -205,7 +206,7 @@ def few_shot_source_recorded(source: Source, shots: int, seed: int, path: str, *
     if bad:
       raise ValueError(f"split file {given}: {len(bad)} example(s) have labels outside 0..{source.num_classes - 1} "
                        f"of {source.name}, first {bad[0]}")
-  if given != path:
+  if given != path and record:
     save_split(path, chosen, source=source.name, shots=shots, seed=seed, drawn_from=given or "few_shot_splits")
   return dataclasses.replace(source, splits={**source.splits, **chosen})
 

@@ -24,13 +24,15 @@ from jaxprompt.data.types import Example, ImageReader, Source
 
 @dataclasses.dataclass
 class EvalSet:
-  """One accuracy to report: `name` (e.g. "accuracy", "base", "target/imagenet_v2"), its classes and examples."""
+  """One accuracy to report: `name` (e.g. "accuracy", "base", "target/imagenet_v2"), its classes and examples;
+  `source` names the data source (for messages and the corrupt-image record)."""
 
   name: str
   classnames: Sequence[str]
   examples: list[Example]
   reader: ImageReader
   templates: Sequence[str]
+  source: str = ""
 
 
 @dataclasses.dataclass
@@ -55,12 +57,15 @@ def load_source(data: ml_collections.ConfigDict) -> Source:
   return build_source(data.name, **source_options(data, data.options))
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
-  """Builds the source, draws (or re-reads) the K shots, applies the protocol and lists the evaluations."""
+def prepare(config: ml_collections.ConfigDict, workdir: str, *, record_split: bool = True) -> RunData:
+  """Builds the source, draws (or re-reads) the K shots, applies the protocol and lists the evaluations.
+
+  record_split=False: the draw is re-read from `<workdir>/split.json` if there is one, and never written (eval mode).
+  """
   data = config.data
   source = load_source(data)
   source = fewshot.few_shot_source_recorded(source, data.shots, config.seed, os.path.join(workdir, "split.json"),
-                                            split_file=data.split_file or None)
+                                            split_file=data.split_file or None, record=record_split)
   evals = []
   if data.protocol == "all":
     train_source = source
@@ -82,4 +87,4 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
 def eval_set(name: str, source: Source) -> EvalSet:
   if "test" not in source.splits:
     raise ValueError(f"data source {source.name} has no test split to evaluate {name!r} on")
-  return EvalSet(name, source.raw_classnames, source.splits["test"], source.reader, source.templates)
+  return EvalSet(name, source.raw_classnames, source.splits["test"], source.reader, source.templates, source.name)

@@ -2,7 +2,8 @@
 
 Each method runs as an ordinary single-task run in `<workdir>/<method>/` (so each resumes, and each has its own
 results.json); a method whose run already finished is read back, not re-run. The table (accuracy, trainable
-parameters, time) is printed and written to `<workdir>/demo.md` and `<workdir>/results.json`.
+parameters, time) is printed and written to `<workdir>/results.md`; `<workdir>/results.json` is an ordinary results
+record (kind "demo", metrics "<method>/<metric>", the rows kept), so the report aggregates demo runs too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import ml_collections
 
 from jaxprompt import train
-from jaxprompt.report import run_files as reporting
+from jaxprompt.report import groups, run_files
 
 
 def method_run_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -24,13 +25,13 @@ def method_run_config(config: ml_collections.ConfigDict, name: str) -> ml_collec
   sub.run_kind = "single"
   sub.method.name = name
   if name in config.demo.recipes:
-    sub.update_from_flattened_dict(_flatten(config.demo.recipes[name]))
-  if name == "zeroshot":
-    sub.eval_only = True
+    sub.update_from_flattened_dict(groups.dotted(config.demo.recipes[name].to_dict()))
   return sub
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs (or reads back) every demo method; writes and returns the demo's results (one row per method)."""
+  start_time = time.time()
   os.makedirs(workdir, exist_ok=True)
   rows = []
   for name in config.demo.methods:
@@ -44,35 +45,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       results = train.run(method_run_config(config, name), method_dir)
     rows.append({"method": results["run"]["method"], "metrics": results["metrics"],
                  "trainable_params": results["trainable_params"], "time_s": results.get("time_s", time.time() - start)})
-  table = demo_table(config, rows)
-  if reporting.is_writer():
-    with open(os.path.join(workdir, "demo.md"), "w") as f:
-      f.write(table)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"run": {"protocol": "demo", "dataset": config.data.name, "shots": config.data.shots,
-                         "seed": config.seed, "backbone": config.backbone}, "rows": rows}, f, indent=2)
-  print(table, flush=True)
-  return {"rows": rows}
-
-
-def demo_table(config, rows) -> str:
-  metric_names = list(rows[0]["metrics"]) if rows else []
-  header = "| method | " + " | ".join(metric_names) + " | trainable params | time (s) |"
-  lines = [f"# Demo: {config.data.name}, {config.data.shots} shots, seed {config.seed}, backbone {config.backbone}", "",
-           header, "|" + "---|" * (len(metric_names) + 3)]
-  for row in rows:
-    values = " | ".join(f"{row['metrics'][m]:.1f}" for m in metric_names)
-    lines.append(f"| {row['method']} | {values} | {row['trainable_params']:,} | {row['time_s']:.1f} |")
-  return "\n".join(lines) + "\n"
-
-
-def _flatten(tree: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-  """A nested recipe {"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}."""
-  flat = {}
-  for key, value in tree.items():
-    path = f"{prefix}{key}"
-    if isinstance(value, ml_collections.ConfigDict):
-      flat.update(_flatten(value, path + "."))
-    else:
-      flat[path] = value
-  return flat
+  run = train.run_info(config, method="demo", protocol="demo", options={"demo.methods": list(config.demo.methods)})
+  results = run_files.results_record(kind="demo", run=run, metrics=run_files.demo_metrics(rows),
+                                     trainable_params=sum(row["trainable_params"] for row in rows),
+                                     time_s=time.time() - start_time, rows=rows)
+  run_files.write_results(workdir, results)
+  print(run_files.results_table(results), flush=True)
+  return results

@@ -1,4 +1,4 @@
-"""Task grouping for MmAP-MT (specs/mmap.md, "Grouping"): gradient affinity and the partition search.
+"""Task grouping for MmAP-MT (docs/methods/mmap.md, "Grouping (the probe)"): gradient affinity and the partition search.
 
 During the probe every task's gradient g_t with respect to one global MmAP is taken at each step; the T x T cosine
 matrix cos(g_i, g_j) is averaged over the probe steps (`task_affinity` computes one step's matrix inside the jitted
@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 import numpy as np
+
+from jaxprompt.report import plots
 
 Partition = list[list[int]]
 MAX_EXHAUSTIVE_TASKS = 8
@@ -145,21 +147,5 @@ def save(workdir: str, result: dict) -> None:
   """`grouping.json` (tasks, affinity, partition, how it was chosen) and `grouping.png` (a heat map)."""
   with open(os.path.join(workdir, "grouping.json"), "w") as f:
     json.dump(result, f, indent=2)
-  if result.get("affinity") is None:
-    return
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  names, matrix = result["tasks"], np.asarray(result["affinity"])
-  fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1))
-  image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-  ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-  ax.set_yticks(range(len(names)), names)
-  for i in range(len(names)):
-    for j in range(len(names)):
-      ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8)
-  ax.set_title("task gradient affinity; groups " + format_partition(result["partition"]))
-  fig.colorbar(image, ax=ax)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "grouping.png"), dpi=100)
-  plt.close(fig)
+  if result.get("affinity") is not None:
+    plots.affinity_heatmap(result, os.path.join(workdir, "grouping.png"))

@@ -28,7 +28,7 @@ CONTEXT_LENGTH = 32  # text positions of the world's CLIP (prompt methods insert
 
 # Words of the world (shapes, colours, styles, sizes, positions, their synonyms), of the caption grammar, of the
 # downstream tasks' class names (including deliberately never-trained words for the misaligned task), and of the
-# prompt templates used by the papers (protocols.md, baselines.md) so that these templates stay short.
+# prompt templates used by the papers (docs/methods/protocols.md, "The datasets") so that these templates stay short.
 WORLD_WORDS = """
 circle square triangle star cross ring diamond heart
 disc block wedge spark plus hoop rhombus valentine

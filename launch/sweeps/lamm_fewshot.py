@@ -1,5 +1,5 @@
 """LAMM all-class few-shot curves: CoOp, MaPLe, LAMM, CoOp+LAMM, MaPLe+LAMM x 11 datasets x 1..16 shots x 3 seeds,
-plus zero-shot CLIP once per dataset (specs/lamm.md).
+plus zero-shot CLIP once per dataset (docs/methods/lamm.md).
 
 LAMM variants are configs/lamm.py with `base` in {none, coop, maple}. MaPLe few-shot uses configs/maple_b2n.py switched
 to the all-class protocol (`data.protocol=all`), since no all-class MaPLe config exists.

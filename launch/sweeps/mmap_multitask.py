@@ -1,6 +1,6 @@
 """MmAP multi-task on Office-Home (4 domains = 4 tasks): zero-shot, multi-task baselines and MmAP-MT, 3 seeds.
 
-Methods as in specs/mmap.md ("Multi-task baselines"). configs/mmap_officehome.py is expected to take `method` and
+Methods as in docs/methods/mmap.md ("Model modes"). configs/mmap_officehome.py is expected to take `method` and
 `seed` arguments. Report: per-task accuracy and the mean, with trainable parameters, per method.
 """
 
