@@ -42,7 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.name = "world_shapes"  # registered data source (see jaxprompt.data.registry.known_sources())
   config.data.root = ""              # dataset root for file-based sources
-  config.data.options = ml_collections.ConfigDict()  # extra source options (e.g. domain="Art")
+  config.data.options = ml_collections.ConfigDict()  # extra source options (e.g. domain="Art"), set by config files
+  config.data.source_args = ""       # more source options from the command line: "domain=Art,file_order=listdir"
   config.data.shots = 16             # K shots per class from train (<= 0: all)
   config.data.split_file = ""        # a split written by an earlier run, to train on exactly those examples
   config.data.protocol = "all"       # "all" (all-class accuracy) or "base2novel"
@@ -53,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.min_crop_scale = 0.08  # RandomResizedCrop's smallest area fraction (CLIP's 0.08; larger for tiny images)
 
   config.method = methods.default_config()
-  config.method.templates = []     # the dataset's templates (its first, or all with method.ensemble=True)
+  config.method.templates = ()     # () = the dataset's templates (its first, or all with method.ensemble=True);
+                                   # on the command line: --config.method.templates='("a drawing of a {}.",)'
+
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "sgd"            # "sgd" (momentum, coupled weight decay; the papers') or "adamw"
@@ -75,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.stop_after = 0          # stop (as if interrupted) after this many steps of this invocation (tests)
   config.train.eval_every_epochs = 0   # validation-split accuracy every N epochs, logged as val/accuracy (0 = never)
   config.train.select = "last"         # "last" (the papers') | "best_val": export the best tree by val/accuracy
+  config.train.tensorboard = False      # also write the logged scalars as TensorBoard events (<workdir>/tensorboard)
   config.train.allow_config_change = False  # re-run a workdir with other result-determining keys (history.jsonl)
 
   config.multitask = multitask_block()
@@ -251,7 +255,8 @@ WORLD_TASKS = tuple(f"world_styles/{style}" for style in ("photo", "sketch", "pa
 
 
 def multitask_config(arg: str | None, *, dataset: str, domains: tuple[str, ...]) -> ml_collections.ConfigDict:
-  """A multi-task setting: `dataset`'s `domains` are the tasks (`dataset=world`: the shapes world's 4 styles).
+  """A multi-task setting: `dataset`'s `domains` are the tasks (`dataset=world`, or any world task such as
+  world_shapes: the shapes world's 4 styles, the world's domains).
 
   The config files' docstrings document every argument. The recipe is ours (the paper publishes none): MaPLe's SGD
   lr 0.0035, 5 epochs, 8 images per task per step.
@@ -269,7 +274,8 @@ def multitask_config(arg: str | None, *, dataset: str, domains: tuple[str, ...])
   config.method.name = method
   config.method.mmap.combine = args["combine"]
   config.data.shots, config.data.root = args["shots"], args["root"]
-  if args["dataset"] == "world":
+  world = args["dataset"] == "world" or args["dataset"].startswith("world_")
+  if world:
     config.data.name, block.name, block.tasks = "world_styles", "world_styles", WORLD_TASKS
   else:
     config.data.name, block.domains = args["dataset"], tuple(domains)
@@ -280,6 +286,6 @@ def multitask_config(arg: str | None, *, dataset: str, domains: tuple[str, ...])
   if config.smoke:
     block.probe_steps = 2
     config.optim.lr = 0.01
-    if args["dataset"] == "world":
+    if world:
       config.data.options.test_per_class = 4
   return config

@@ -2,7 +2,7 @@
 
     python -m jaxprompt.main --config configs/coop.py:dataset=dtd,shots=16 --workdir runs/coop_dtd
 
-`run` reads top to bottom in phases: mesh -> backbone -> data -> method -> (restore + train | load prompts) ->
+`run` reads top to bottom in phases: mesh -> data -> backbone -> method -> (restore + train | load prompts) ->
 evaluate -> results. `fit` is the loop: optimiser and schedule -> restore -> jitted step -> loop (log, checkpoint)
 -> export. The multi-task and continual run kinds (`jaxprompt/trainers/`) call the same `fit` with their own loss
 function and batch source (`TrainData`).
@@ -13,10 +13,8 @@ RNG key, data iterator), so an interrupted run ends exactly where an uninterrupt
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from typing import Any, Callable, Protocol
 
@@ -27,6 +25,7 @@ import numpy as np
 import optax
 
 from jaxprompt import checkpoint, evaluate, methods, parallel, trees
+from jaxprompt import workdir as workdirs
 from jaxprompt.clip import weights
 from jaxprompt.data import pipeline, protocol
 from jaxprompt.report import evaluation_files, run_files
@@ -179,14 +178,17 @@ def fit(config, workdir: str, *, loss_fn: LossFn, init: Callable[[jax.Array], Pa
   trainable = init(jax.random.fold_in(key, 0))
   state = parallel.replicate(checkpoint_state(trainable, optimizer.init(trainable), 0, key), mesh)
   checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
-  if checkpoints.latest_step() is not None:
-    state, data_state = checkpoints.restore(state)
+  restored = checkpoints.restore_latest(state)  # the newest good checkpoint; bad newer ones are moved aside
+  if restored is not None:
+    state, data_state, restored_step = restored
     data.set_state(data_state)
-    log.info("resumed from %s at step %d", checkpoints.path(checkpoints.latest_step()), int(state["step"]))
+    log.info("resumed from %s at step %d", checkpoints.path(restored_step), int(state["step"]))
   step = int(state["step"])
+  if run_files.is_writer():
+    workdirs.rewind_metrics(workdir, step)  # steps after the checkpoint are logged again: drop the old lines
 
   train_step = make_train_step(loss_fn, optimizer, schedule, mesh, grad_fn)
-  metrics_log = run_files.MetricsLog(workdir)
+  metrics_log = run_files.MetricsLog(workdir, tensorboard=config.train.tensorboard)
   progress = run_files.Progress(total_steps, steps_per_epoch, data.images_per_step, step)
   checkpoint_every = config.train.checkpoint_every or steps_per_epoch
   trainable, opt_state, pending, window = state["trainable"], state["opt_state"], [], []
@@ -201,11 +203,9 @@ def fit(config, workdir: str, *, loss_fn: LossFn, init: Callable[[jax.Array], Pa
     boundary = step % checkpoint_every == 0 or step == stop_at
     log_line = step % config.train.log_every == 0 or step == stop_at
     if log_line or boundary:  # metrics are flushed before every checkpoint; the progress line keeps its cadence
-      window += _flush_metrics(pending, metrics_log, checkpoints, steps_per_epoch, on_metrics)
+      window = _flush_metrics(pending, window, metrics_log, checkpoints, steps_per_epoch, on_metrics,
+                              progress if log_line else None)
       pending = []
-    if log_line:
-      progress.log(step, window)
-      window = []
     if validate_every and (step % validate_every == 0 or step == total_steps):
       scores = validate(trainable)
       metrics_log.write({"step": step, **scores})
@@ -233,11 +233,10 @@ class _BestTree:
   resumed run still knows it; ties keep the earlier step."""
 
   def __init__(self, workdir: str):
-    self.path, self.meta_path = os.path.join(workdir, "best_val.npz"), os.path.join(workdir, "best_val.json")
+    self.path, self.meta_path = workdirs.as_path(workdir) / "best_val.npz", workdirs.as_path(workdir) / "best_val.json"
     self.step, self.score = None, -math.inf
-    if os.path.exists(self.meta_path) and os.path.exists(self.path):
-      with open(self.meta_path) as f:
-        meta = json.load(f)
+    if self.meta_path.exists() and self.path.exists():
+      meta = workdirs.read_json(self.meta_path)
       self.step, self.score = meta["step"], meta["val_accuracy"]
 
   def offer(self, step: int, score: float, trainable: Params) -> None:
@@ -245,12 +244,11 @@ class _BestTree:
       return
     self.step, self.score = step, score
     if run_files.is_writer():
-      np.savez(self.path, **checkpoint.flatten_tree(trainable))
-      with open(self.meta_path, "w") as f:
-        json.dump({"step": step, "val_accuracy": score}, f)
+      workdirs.write_npz_atomic(self.path, checkpoint.flatten_tree(trainable))
+      workdirs.write_json_atomic(self.meta_path, {"step": step, "val_accuracy": score})
 
   def load(self) -> Params:
-    with np.load(self.path) as archive:
+    with self.path.open("rb") as f, np.load(f) as archive:
       return trees.unflatten({key: jnp.asarray(archive[key]) for key in archive.files})
 
 
@@ -258,10 +256,12 @@ GUARDED = ("loss", "grad_norm", "update_norm", "trainable_norm")
 """Metrics that must stay finite: any non-finite one stops the run."""
 
 
-def _flush_metrics(pending, metrics_log, checkpoints, steps_per_epoch, on_metrics) -> list[dict[str, float]]:
-  """Fetches the pending steps' metrics, stops on divergence, writes their JSON lines; returns their scalars."""
-  window = []
-  for step, metrics in pending:
+def _flush_metrics(pending, window, metrics_log, checkpoints, steps_per_epoch, on_metrics, progress):
+  """Fetches the pending steps' metrics, stops on divergence and writes their JSON lines. With `progress`, prints
+  the line over the window (earlier unprinted steps + these) and logs its images/s with the last step; returns the
+  steps not yet printed."""
+  window = list(window)
+  for index, (step, metrics) in enumerate(pending):
     host = jax.device_get(metrics)
     if on_metrics is not None:
       on_metrics(step, host)
@@ -273,21 +273,20 @@ def _flush_metrics(pending, metrics_log, checkpoints, steps_per_epoch, on_metric
       where = checkpoints.path(last) if last is not None else "none saved yet"
       details = ", ".join(f"{name}={values[name]}" for name in diverged)
       raise NonFiniteError(f"training diverged at step {step} ({details}); last good checkpoint: {where}")
-    metrics_log.write({"step": step, "epoch": (step - 1) // steps_per_epoch, **values})
     window.append(values)
+    if progress is not None and index == len(pending) - 1:
+      progress.log(step, window)
+      window, values = [], {**values, "images_per_s": progress.images_per_s}
+    metrics_log.write({"step": step, "epoch": (step - 1) // steps_per_epoch, **values})
   return window
 
 
 # --- the single-task run ------------------------------------------------------------------------------------------------
-def start(config: ml_collections.ConfigDict, workdir: str):
-  """Every run kind's first phase: multi-host start-up, the ('data',) mesh, the workdir and its resolved config."""
+def start(config: ml_collections.ConfigDict):
+  """Every run kind's first phase: multi-host start-up and the ('data',) mesh. (The workdir itself, its lock and
+  recorded config, is `jaxprompt.workdir.open_run`, which every run kind holds around its run.)"""
   parallel.initialize(config.multihost)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  os.makedirs(workdir, exist_ok=True)
-  if run_files.is_writer():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-  return mesh
+  return parallel.make_mesh(config.num_devices or None)
 
 
 def load_backbone(config: ml_collections.ConfigDict) -> weights.Backbone:
@@ -304,10 +303,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.eval_only:
     raise ValueError("config.eval_only=True: evaluation runs through jaxprompt.trainers.evaluation.run "
                      "(python -m jaxprompt.main --mode eval), not train.run")
+  with workdirs.open_run(config, workdir):
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start_time = time.time()
-  mesh = start(config, workdir)
+  mesh = start(config)
+  data = protocol.prepare(config, workdir)  # before the backbone: a missing dataset fails in seconds
   backbone = load_backbone(config)
-  data = protocol.prepare(config, workdir)
   method = methods.build_for_run(config.method, backbone, data.classnames, data.templates)
   frozen = parallel.replicate(backbone.params, mesh)
   corrupt = pipeline.CorruptImageLog()

@@ -5,8 +5,9 @@
 
 Steps (given in any order, executed in this one):
   create   gcloud compute tpus tpu-vm create NAME --zone --accelerator-type --version [--spot]
-  install  ship the code to every worker (git clone of --repo, or a tarball of this tree via scp --worker=all),
-           then a Python >= 3.11 venv (uv) with `pip install -e . 'jax[tpu]'` on every worker
+  install  ship the code to every worker (git clone of --repo, or a tarball of this tree via scp --worker=all; no
+           virtualenvs, .git, runs or caches), then a Python >= 3.11 venv (uv) with
+           `pip install -e . 'jax[tpu]' gcsfs` on every worker
   run      `JAXPROMPT_MULTIHOST=1 python -m jaxprompt.main ARGS` on all workers at once (ssh --worker=all, so
            jax.distributed.initialize() joins them); output is streamed here and tee'd to ~/jaxprompt-run.log
   logs     follow worker 0's run log
@@ -15,7 +16,9 @@ Steps (given in any order, executed in this one):
   all      = create install run fetch   (delete only when asked for: add `delete`)
 
 Everything after `--` is passed to jaxprompt.main. Every cloud command is printed (prefixed with `+`) before it runs;
-with --dry-run the commands are only printed and nothing is executed. A workdir on gs:// needs no fetch.
+with --dry-run the commands are only printed and nothing is executed. A workdir on gs:// (`--workdir gs://bucket/run`,
+all workdir files go through etils.epath) needs no fetch and outlives `delete`; a local one is lost with the VM
+unless fetched.
 """
 
 from __future__ import annotations
@@ -35,6 +38,18 @@ REMOTE_DIR = "jaxprompt"              # project directory in the home of every w
 REMOTE_VENV = "jaxprompt-venv"        # its virtualenv, also in the home
 RUN_LOG = "jaxprompt-run.log"
 TARBALL = "jaxprompt-src.tar.gz"
+
+
+NOT_SHIPPED = (".git", "runs", "__pycache__", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.pyc")
+"""Never in the source tarball (besides `local_only`): the workers build their own venv and write their own runs."""
+
+
+def local_only(root: str) -> list[str]:
+  """Top-level directories of `root` that hold a Python environment (a `pyvenv.cfg`: .venv, venv, env, ...) or a
+  local gs:// mistake (`gs:`): machine-specific or huge (a venv is ~1.3 GB), so never shipped."""
+  names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  return [name for name in names if name == "gs:" or os.path.exists(os.path.join(root, name, "pyvenv.cfg"))
+          or name in (".venv", "venv")]
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -101,8 +116,8 @@ def commands(args: argparse.Namespace, main_args: Sequence[str]) -> list[list[st
         cmds.append(ssh_all(args, f"(git clone --branch {shlex.quote(args.branch)} {shlex.quote(args.repo)} "
                                   f"~/{REMOTE_DIR} || git -C ~/{REMOTE_DIR} pull --ff-only)"))
       else:
-        cmds.append(["tar", "czf", args.tarball, "--exclude=.git", "--exclude=runs", "--exclude=__pycache__",
-                     "--exclude=*.egg-info", "-C", PROJECT_ROOT, "."])
+        cmds.append(["tar", "czf", args.tarball, *[f"--exclude=./{name}" for name in local_only(PROJECT_ROOT)],
+                     *[f"--exclude={pattern}" for pattern in NOT_SHIPPED], "-C", PROJECT_ROOT, "."])
         cmds.append(gcloud(args, "scp", args.tarball, f"{args.name}:{TARBALL}", "--worker=all"))
         cmds.append(ssh_all(args, f"mkdir -p ~/{REMOTE_DIR} && tar xzf ~/{TARBALL} -C ~/{REMOTE_DIR}"))
       cmds.append(ssh_all(args, " && ".join([
@@ -110,7 +125,7 @@ def commands(args: argparse.Namespace, main_args: Sequence[str]) -> list[list[st
           "(command -v uv >/dev/null || curl -LsSf https://astral.sh/uv/install.sh | sh)",
           f"uv venv --allow-existing --python {args.python_version} ~/{REMOTE_VENV}",
           f"cd ~/{REMOTE_DIR}",
-          f"uv pip install --python {venv_python} -e . 'jax[tpu]'"])))
+          f"uv pip install --python {venv_python} -e . 'jax[tpu]' gcsfs"])))  # gcsfs: gs:// workdirs
     elif step == "run":
       run = shlex.join(["-m", "jaxprompt.main", *main_args])
       cmds.append(ssh_all(args, f"set -o pipefail; cd ~/{REMOTE_DIR} && JAXPROMPT_MULTIHOST=1 {venv_python} {run} "

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from jaxprompt import report
+from jaxprompt.report import build
 from launch import sweep, tpu_vm
 
 ROOT = sweep.PROJECT_ROOT
@@ -43,7 +43,8 @@ FAKE_MAIN = textwrap.dedent('''
     run = dict(method=point["method"], dataset=point["dataset"], shots=shots, seed=seed, protocol="all",
                backbone="tiny", options=options)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
-      json.dump(dict(run=run, metrics={"accuracy": accuracy}, trainable_params=8192, time_s=0.1), f)
+      json.dump(dict(schema=1, kind="single", run=run, metrics={"accuracy": accuracy}, trainable_params=8192,
+                     time_s=0.1), f)
 ''')
 
 
@@ -222,6 +223,24 @@ def test_tpu_dry_run_prints_every_command_and_runs_nothing(tmp_path, monkeypatch
   assert "git clone --branch main https://x/y.git ~/jaxprompt" in cmds[0][-2]
 
 
+def test_tpu_tarball_ships_the_code_but_no_venv_runs_or_local_gs_paths(tmp_path, monkeypatch):
+  project = tmp_path / "project"
+  for path in ("jaxprompt/train.py", "configs/coop.py", "pyproject.toml", ".venv/pyvenv.cfg", ".venv/lib/big.so",
+               "venv311/pyvenv.cfg", "venv311/bin/python", "runs/coop/results.json", "gs:/bucket/run/config.json",
+               ".git/HEAD", "jaxprompt/__pycache__/train.cpython-311.pyc"):
+    (project / path).parent.mkdir(parents=True, exist_ok=True)
+    (project / path).write_text("x")
+  monkeypatch.setattr(tpu_vm, "PROJECT_ROOT", str(project))
+  tarball = tmp_path / "src.tar.gz"
+  cmds = tpu_vm.commands(*tpu_vm.parse_args(["--name", "n", "--zone", "z", "--tarball", str(tarball), "install"]))
+  assert cmds[0][:3] == ["tar", "czf", str(tarball)]
+  subprocess.run(cmds[0], check=True)
+  listed = subprocess.run(["tar", "tzf", str(tarball)], capture_output=True, text=True, check=True).stdout.split()
+  files = sorted(name.removeprefix("./") for name in listed if not name.endswith("/"))
+  assert files == ["configs/coop.py", "jaxprompt/train.py", "pyproject.toml"]
+  assert "gcsfs" in " ".join(cmds[-1])  # gs:// workdirs need gcsfs on every worker
+
+
 def test_smoke_sweep_with_the_real_trainer(tmp_path, monkeypatch):
   """End to end: configs/smoke.py (tiny CLIP, world tasks; the lead's file) over 2 seeds, 2 at a time; the second
   call skips both; the report has the table and a plot."""
@@ -235,7 +254,7 @@ def test_smoke_sweep_with_the_real_trainer(tmp_path, monkeypatch):
   lines = []
   assert sweep.main(["smoke", "--root", str(tmp_path)], out=lines.append) == 0
   assert "0 ok, 2 skipped" in "\n".join(lines)
-  out = report.build_report(str(tmp_path / "smoke"))
+  out = build.build_report(str(tmp_path / "smoke"))
   assert out["runs"] == 2 and len(out["groups"]) == 1 and out["groups"][0]["seeds"] in ([1, 2], [2, 1])
   assert (tmp_path / "smoke" / "report.md").read_text().count("± ") >= 1
   assert out["plots"] and all(os.path.getsize(p) > 5000 for p in out["plots"])

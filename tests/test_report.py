@@ -246,17 +246,22 @@ def test_base_to_novel_table_both_conventions_and_published(tmp_path):
   assert list(rows) == ["dtd", "eurosat", tables.MEAN_HM, tables.HM_OF_MEANS]  # papers' order, then averages
   dtd = rows["dtd"]
   assert dtd["rpo B"] == "80.00 ± 0.82" and dtd["rpo N"] == "60.00 ± 1.63"
-  assert dtd["rpo HM"] == "68.57 ± 1.37"   # mean of hm(79,58), hm(80,60), hm(81,62)
-  assert dtd["coop B"] == "84.00 ± 0.82" and rows["eurosat"]["coop HM"] == "45.23 ± 1.96"
+  assert dtd[f"rpo {tables.PER_SEED_HM}"] == "68.57 ± 1.37"   # mean of hm(79,58), hm(80,60), hm(81,62)
+  assert dtd[f"rpo {tables.PAPERS_HM}"] == "68.57 ± 1.37"     # hm(80, 60) = 68.571; std of the per-seed HMs
+  assert dtd["coop B"] == "84.00 ± 0.82" and rows["eurosat"][f"coop {tables.PER_SEED_HM}"] == "45.23 ± 1.96"
+  assert rows["eurosat"][f"coop {tables.PAPERS_HM}"] == "45.25 ± 1.96"  # hm(92, 30) = 45.246
   # Published columns beside ours: RPO per dataset; the average rows take each convention's published HM.
   assert dtd["rpo B (published)"] == "76.70" and dtd["rpo HM (published)"] == "68.61"
   assert dtd["coop B (published)"] == "-"
-  # Convention 1 (RPO): mean of per-dataset HMs = (68.567 + 55.373) / 2; its std over the per-seed averages.
-  assert rows[tables.MEAN_HM]["rpo HM"] == "61.97 ± 1.54"
+  # Convention 1 (RPO): mean of per-dataset HMs: (hm(80,60) + hm(90,40)) / 2 = (68.571 + 55.385) / 2 by the
+  # papers'; (68.567 + 55.373) / 2 from per-seed HMs; the std over the per-seed averages.
+  assert rows[tables.MEAN_HM][f"rpo {tables.PAPERS_HM}"] == "61.98 ± 1.54"
+  assert rows[tables.MEAN_HM][f"rpo {tables.PER_SEED_HM}"] == "61.97 ± 1.54"
   assert rows[tables.MEAN_HM]["rpo HM (published)"] == "77.78"
   # Convention 2 (CoCoOp/MaPLe): HM of mean B = 85 and mean N = 50 -> 2*85*50/135 = 62.96.
-  assert rows[tables.HM_OF_MEANS]["rpo HM"] == "62.96 ± 1.52"
-  assert rows[tables.HM_OF_MEANS]["coop HM"] == "55.00 ± 1.70"          # 2*88*40/128
+  assert rows[tables.HM_OF_MEANS][f"rpo {tables.PAPERS_HM}"] == "62.96 ± 1.52"
+  assert rows[tables.HM_OF_MEANS][f"coop {tables.PAPERS_HM}"] == "55.00 ± 1.70"          # 2*88*40/128
+  assert rows[tables.HM_OF_MEANS][f"coop {tables.PER_SEED_HM}"] == "54.99 ± 1.70"  # hm(87,38), hm(88,40), hm(89,42)
   assert rows[tables.HM_OF_MEANS]["coop HM (published)"] == "71.66"
   assert rows[tables.MEAN_HM]["coop HM (published)"] == "-"
   assert rows[tables.MEAN_HM]["rpo B"] == rows[tables.HM_OF_MEANS]["rpo B"] == "85.00 ± 0.82"
@@ -269,6 +274,45 @@ def test_base_to_novel_table_both_conventions_and_published(tmp_path):
   assert len(out["groups"]) == 4 and out["runs"] == 12
   average = [r for r in out["tables"] if r["row"] == tables.HM_OF_MEANS and r["column"] == "rpo hm"]
   assert abs(average[0]["mean"] - 2 * 85 * 50 / 135) < 1e-9
+
+
+def test_base_to_novel_papers_convention_rounds_seeds_then_takes_the_hm_of_means(tmp_path):
+  """Where the conventions part: per-seed HMs of uneven seeds, and seeds whose accuracy Dassl's `{:.1f}` rounds.
+
+  dtd (whole numbers, rounding is moot): seeds (B, N) = (90, 30), (70, 70). Papers: hm(80, 50) = 61.54; jaxprompt:
+  mean(hm(90, 30) = 45, hm(70, 70) = 70) = 57.50; both +- 12.50 (population std of 45 and 70).
+  eurosat (accuracies 100 * correct / total): seed 1 B = 53/80 = 66.25 -> 66.2, N = 1/16 = 6.25 -> 6.2; seed 2
+  B = 281/400 = 70.25 -> 70.2, N = 5/16 = 31.25 -> 31.2 (ties go to even in Python's formatting, as in the logs).
+  Papers: B = 68.20, N = 18.70, hm = 2 * 68.2 * 18.7 / 86.9 = 29.35 (unrounded seeds would give hm(68.25, 18.75)
+  = 29.42, rounding ties up hm(68.3, 18.8) = 29.48); jaxprompt: mean(hm(66.25, 6.25), hm(70.25, 31.25)) = 27.34.
+  """
+  seeds = {"dtd": {1: (90.0, 30.0), 2: (70.0, 70.0)},
+           "eurosat": {1: (100 * 53 / 80, 100 * 1 / 16), 2: (100 * 281 / 400, 100 * 5 / 16)}}
+  for dataset, per_seed in seeds.items():
+    for seed, (base, novel) in per_seed.items():
+      write_single(str(tmp_path), f"{dataset}/{seed}", run_config("coop", dataset, 16, seed, "base2novel"),
+                   {"base": base, "novel": novel, "hm": run_files.harmonic_mean(base, novel)})
+  out = build.build_report(str(tmp_path), warn=lambda m: None)
+  rows = table(read(tmp_path / "report.md"), "dataset")
+  papers, per_seed = f"coop {tables.PAPERS_HM}", f"coop {tables.PER_SEED_HM}"
+  assert rows["dtd"][papers] == "61.54 ± 12.50" and rows["dtd"][per_seed] == "57.50 ± 12.50"
+  eurosat = rows["eurosat"]
+  assert eurosat["coop B"] == "68.20 ± 2.00" and eurosat["coop N"] == "18.70 ± 12.50"  # means of rounded seeds
+  assert eurosat[papers] == "29.35 ± 15.93"  # std of hm(66.2, 6.2) = 11.34 and hm(70.2, 31.2) = 43.20
+  assert eurosat[per_seed] == "27.34 ± 15.92"
+  # Average rows. RPO's: mean of the per-dataset HMs, (61.538 + 29.352) / 2 = 45.45 by the papers' convention; per
+  # seed (unrounded): mean over seeds of ((45 + 11.42) / 2, (70 + 43.26) / 2) = 42.42.
+  assert rows[tables.MEAN_HM][papers] == "45.45 ± 14.22" and rows[tables.MEAN_HM][per_seed] == "42.42 ± 14.21"
+  # CoCoOp's and MaPLe's: B = (80 + 68.2) / 2 = 74.10, N = (50 + 18.7) / 2 = 34.35, hm = 46.94; per seed, the HM of
+  # each seed's dataset-averaged B and N: hm(78.125, 18.125) = 29.42, hm(70.125, 50.625) = 58.80 -> 44.11.
+  average = rows[tables.HM_OF_MEANS]
+  assert average["coop B"] == "74.10 ± 4.00" and average["coop N"] == "34.35 ± 16.25"
+  assert average[papers] == "46.94 ± 14.69" and average[per_seed] == "44.11 ± 14.69"
+  records = {(r["row"], r["column"]): r["mean"] for r in out["tables"] if r["table"] == "base2novel"}
+  assert records[("eurosat", "coop hm")] == pytest.approx(2 * 68.2 * 18.7 / 86.9, abs=1e-9)
+  assert records[(tables.HM_OF_MEANS, "coop hm")] == pytest.approx(2 * 74.1 * 34.35 / 108.45, abs=1e-9)
+  assert records[("dtd", "coop hm_per_seed")] == 57.5
+  assert [groups.dassl_rounded(v) for v in (66.25, 18.75, 6.25, 50.05, 0.05)] == [66.2, 18.8, 6.2, 50.0, 0.1]
 
 
 def test_fewshot_tables_curves_and_bars(tmp_path):

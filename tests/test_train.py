@@ -170,16 +170,34 @@ def test_learning_rate_schedule_matches_protocol():
   np.testing.assert_allclose(per_epoch, [1e-5, 0.0035, 0.003166, 0.002291, 0.001209], rtol=2e-4)
 
 
-def test_cli_rejects_a_misspelled_key(tmp_path):
-  command = [sys.executable, "-m", "jaxprompt.main", "--config", "configs/smoke.py:backbone=tiny-random",
-             "--config.optim.lrr=1", "--workdir", str(tmp_path / "w")]
-  result = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert result.returncode != 0
-  assert "lrr" in result.stderr and 'Did you mean "lr"' in result.stderr
-  command = [sys.executable, "-m", "jaxprompt.main", "--config", "configs/smoke.py:methd=coop", "--workdir",
+@pytest.mark.parametrize("args,expected", [
+    (["configs/smoke.py:backbone=tiny-random", "--config.optim.lrr=1"],
+     'unknown config key --config.optim.lrr (did you mean "lr"?)'),
+    (["configs/smoke.py:methd=coop"], "unknown config argument 'methd'"),
+    (["configs/smoke.py:shots=4.5"], "config argument shots='4.5' must be an integer"),
+    (["configs/coop.py:dataset=dtd"], "data source 'dtd' reads files from disk: set its root"),
+    (["configs/coop.py:dataset=world_shapes"], "backbone 'openai/clip-vit-base-patch16' is not in the local Hugging "
+                                               "Face cache and HF_HUB_OFFLINE is set: use backbone=embedded"),
+])
+def test_user_errors_are_one_line_and_exit_non_zero(tmp_path, args, expected):
+  """Bad keys, values, missing data and an unreachable hub (HF_HUB_OFFLINE: no network is touched) print one line."""
+  command = [sys.executable, "-m", "jaxprompt.main", "--config", args[0], *args[1:], "--workdir", str(tmp_path / "w")]
+  env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+  env.pop("JAXPROMPT_DEBUG", None)
+  result = subprocess.run(command, capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 2, result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(lines) == 1 and expected in lines[0], result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_debug_mode_shows_the_traceback(tmp_path):
+  command = [sys.executable, "-m", "jaxprompt.main", "--config", "configs/coop.py:dataset=dtd", "--workdir",
              str(tmp_path / "w")]
-  result = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert result.returncode != 0 and "unknown config argument 'methd'" in result.stderr
+  result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "JAXPROMPT_DEBUG": "1"},
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode != 0 and "Traceback" in result.stderr and "reads files from disk" in result.stderr
 
 
 def test_base_to_novel_and_target_datasets_are_evaluated(tmp_path):

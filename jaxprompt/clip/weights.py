@@ -3,7 +3,7 @@
 `source` may be
 * a directory written by `FlaxCLIPModel.save_pretrained` (`config.json` + `flax_model.msgpack`),
 * a directory holding `config.json` + a PyTorch-named `model.safetensors` (no torch needed),
-* an OpenAI / open_clip ViT state dict file (one key layout, specs/clip.md): OpenAI's TorchScript `.pt`,
+* an OpenAI / open_clip ViT state dict file (one key layout, docs/methods/clip.md): OpenAI's TorchScript `.pt`,
   open_clip's `open_clip_model.safetensors` (no torch needed) or `open_clip_pytorch_model.bin`, an open_clip training
   checkpoint `.pt` (`{"state_dict": ...}`, `module.` prefixes), or a `.npz` of the same names,
 * a directory in open_clip's hub layout (`open_clip_config.json` + one of those two open_clip weight files),
@@ -444,14 +444,34 @@ def _load_state_file(path: str, tokenizer: str | None, overrides: dict) -> Backb
 
 
 def _load_hub(hub_id: str) -> Backbone:
+  """A hub id: from the local Hugging Face cache when it is there (no network), else downloaded. Offline, or when
+  the hub cannot be reached, a one-line error with the ways out, instead of transformers' retries."""
+  try:
+    return _from_hub(hub_id, local_files_only=True)
+  except OSError:
+    pass
+  import huggingface_hub  # pylint: disable=g-import-not-at-top
+
+  hint = (f"backbone {hub_id!r} is not in the local Hugging Face cache and {{why}}: use backbone=embedded (the "
+          "mini CLIP shipped with jaxprompt), a directory written by save_pretrained, or a state-dict file")
+  if huggingface_hub.constants.HF_HUB_OFFLINE:
+    raise OSError(hint.format(why="HF_HUB_OFFLINE is set"))
+  try:
+    return _from_hub(hub_id, local_files_only=False)
+  except OSError as error:
+    raise OSError(hint.format(why=f"the hub could not be reached ({str(error).splitlines()[0]})")) from None
+
+
+def _from_hub(hub_id: str, *, local_files_only: bool) -> Backbone:
   from transformers import CLIPTokenizer, FlaxCLIPModel  # pylint: disable=g-import-not-at-top
 
   try:
-    model = FlaxCLIPModel.from_pretrained(hub_id)
-  except OSError:
-    model = FlaxCLIPModel.from_pretrained(hub_id, from_pt=True)
+    model = FlaxCLIPModel.from_pretrained(hub_id, local_files_only=local_files_only)
+  except OSError:  # a repository with PyTorch weights only
+    model = FlaxCLIPModel.from_pretrained(hub_id, from_pt=True, local_files_only=local_files_only)
   params = check_tree(jax.device_get(model.params), model.config, hub_id)
-  tok = Tokenizer(CLIPTokenizer.from_pretrained(hub_id), model.config.text_config.max_position_embeddings)
+  tok = Tokenizer(CLIPTokenizer.from_pretrained(hub_id, local_files_only=local_files_only),
+                  model.config.text_config.max_position_embeddings)
   return Backbone(model.config, params, tok, source=hub_id)
 
 

@@ -30,6 +30,7 @@ import random
 from typing import Sequence
 
 import numpy as np
+from etils import epath
 
 from jaxprompt.data import files
 from jaxprompt.data.types import Example, Source
@@ -193,7 +194,7 @@ def few_shot_source_recorded(source: Source, shots: int, seed: int, path: str, *
   Test splits are not stored (they are the source's own); only train/val are. record=False reads `path` if it
   exists but never writes it (evaluation of a workdir it must not change).
   """
-  given = split_file or (path if os.path.exists(path) else None)
+  given = split_file or (path if epath.Path(path).exists() else None)
   if given is None:
     drawn = few_shot_splits(source.splits, shots, seed)
     chosen = {split: drawn[split] for split in ("train", "val") if split in drawn}

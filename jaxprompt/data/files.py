@@ -10,8 +10,10 @@ import os
 from typing import Iterable, Sequence
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
+from jaxprompt import workdir as workdirs
 from jaxprompt.data.types import CorruptImageError, Example
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -143,21 +145,19 @@ def check_files_exist(examples: Sequence[Example], listed_in: str) -> None:
 
 
 def read_json(path: str, what: str = "split file"):
-  require_file(path, what)
+  """A JSON file (local or gs://, through etils.epath); a missing or invalid file is an error naming it."""
+  location = epath.Path(path)
+  if not location.is_file():
+    raise FileNotFoundError(f"{what} not found: {path}")
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(location.read_text())
   except json.JSONDecodeError as error:
     raise ValueError(f"{what} is not valid JSON: {path}: {error}") from error
 
 
 def write_json(path: str, obj) -> None:
-  """Writes atomically (temp file + rename) so a crash never leaves half a split file behind."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  """Writes atomically (local: temp file + rename; gs://: one upload) so a crash never leaves half a split file."""
+  workdirs.write_json_atomic(path, obj, indent=1)
 
 
 def classnames_from_labels(pairs: Iterable[tuple[int, str]], where: str) -> list[str]:

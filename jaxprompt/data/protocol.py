@@ -11,6 +11,7 @@ exactly what it trained on.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 from typing import Sequence
@@ -47,14 +48,36 @@ class RunData:
 
 
 def source_options(data: ml_collections.ConfigDict, options: ml_collections.ConfigDict | dict) -> dict:
+  """A source's builder options: `options` plus `data.root` (unless the options set their own root)."""
   options = dict(options.to_dict() if hasattr(options, "to_dict") else options)
   if data.root and "root" not in options:
     options["root"] = data.root
   return options
 
 
+def parse_source_args(text: str) -> dict:
+  """`config.data.source_args` ("domain=Art,split_seed=2") -> {"domain": "Art", "split_seed": 2}; values are
+  Python literals where they parse, else strings."""
+  options = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"config.data.source_args: {item!r} is not key=value (e.g. 'domain=Art,split_seed=2')")
+    try:
+      options[key] = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      options[key] = raw
+  return options
+
+
+def main_source_options(data: ml_collections.ConfigDict) -> dict:
+  """The run's own source options: `data.options` (config files), then `data.source_args` (command line)."""
+  return {**data.options.to_dict(), **parse_source_args(data.source_args)}
+
+
 def load_source(data: ml_collections.ConfigDict) -> Source:
-  return build_source(data.name, **source_options(data, data.options))
+  """The run's data source, with `data.root` and the options of `main_source_options`."""
+  return build_source(data.name, **source_options(data, main_source_options(data)))
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, *, record_split: bool = True) -> RunData:

@@ -7,6 +7,7 @@ never need to. The imports are deferred to the first look-up because those modul
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from jaxprompt.data.types import Source
@@ -42,4 +43,9 @@ def build_source(name: str, **options) -> Source:
   _import_source_modules()
   if name not in _BUILDERS:
     raise KeyError(f"unknown data source {name!r}; known sources: {', '.join(sorted(_BUILDERS))}")
-  return _BUILDERS[name](**options)
+  builder = _BUILDERS[name]
+  parameters = inspect.signature(builder).parameters
+  if "root" in parameters and parameters["root"].default is inspect.Parameter.empty and not options.get("root"):
+    raise ValueError(f"data source {name!r} reads files from disk: set its root (config argument root=/data, or "
+                     "--config.data.root=/data)")
+  return builder(**options)

@@ -3,6 +3,7 @@
     run_files   one run's files: metrics.jsonl, progress lines, the results schema (`results_record`,
                 `write_results`), `method_label` / `method_options`, `harmonic_mean`
     run_tables  one run's results.md table, per run kind (single, multitask, continual, demo)
+    event_files TensorBoard event files of scalars, standard library only (`MetricsLog(workdir, tensorboard=True)`)
     evaluation_files  one run's evaluations/<set>.json (per-class accuracy, confusion matrix) and heat maps
     groups      finished runs gathered (`load_results`) and grouped over seeds (`Group`, `aggregate`)
     tables      the report's markdown tables across runs, laid out like the papers'

@@ -11,6 +11,8 @@ Gathers every `results.json` under RUNS_DIR (`groups.load_results`), groups runs
 std is the population std over seeds (numpy's default, ddof=0, as the Dassl scripts behind the papers use);
 `--ddof 1` gives the sample std. Average rows: the value follows the convention's definition from per-dataset seed
 means; its +- is the std over seeds of the same average computed per seed (seeds present for every dataset).
+Base-to-novel shows the papers' HM convention (seeds rounded to 0.1, HM of the seed means) and jaxprompt's (mean of
+per-seed HMs) side by side; `report.tables` states how the papers' scripts form their numbers.
 Published numbers sit beside ours where `report.published` has them.
 """
 
@@ -65,9 +67,12 @@ def table_sections(found: Sequence[groups.Group], ddof: int) -> tuple[list[str],
   b2n = [g for g in found if g.protocol == "base2novel"]
   for shots in sorted({g.shots for g in b2n}):
     text, recs = tables.b2n_table([g for g in b2n if g.shots == shots], ddof)
-    sections.append(f"## Base-to-novel, {shots} shots\n\nB = base, N = novel, HM = 2BN/(B+N). Two averages: "
-                    f"'{tables.MEAN_HM}' (RPO's convention) and '{tables.HM_OF_MEANS}' (CoCoOp's and MaPLe's)."
-                    f"\n\n{text}")
+    sections.append(f"## Base-to-novel, {shots} shots\n\nB = base, N = novel, HM = 2BN/(B+N). B, N and "
+                    f"'{tables.PAPERS_HM}' follow the papers' convention: each seed's accuracy rounded to 0.1 (as "
+                    f"Dassl logs it and parse_test_res.py reads it), averaged over seeds, then the HM of those "
+                    f"means. '{tables.PER_SEED_HM}' is jaxprompt's: the mean of each seed's unrounded HM. Two "
+                    f"averages over datasets: '{tables.MEAN_HM}' (RPO's convention) and '{tables.HM_OF_MEANS}' "
+                    f"(CoCoOp's and MaPLe's).\n\n{text}")
     records += recs
   has_targets = lambda g: any(m.startswith("target/") for m in g.values)
   fewshot = [g for g in found if g.protocol == "all" and not has_targets(g)]

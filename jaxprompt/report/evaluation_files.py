@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import json
-import os
+import io
 from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.figure import Figure  # drawn on a Figure: pyplot's global backend is never touched
+
+from jaxprompt import workdir as workdirs
 
 MAX_PLOTTED_CLASSES = 100
 
@@ -20,23 +21,20 @@ def file_stem(name: str) -> str:
 
 def write_evaluations(out_dir: str, evaluations: Mapping[str, Any]) -> list[str]:
   """Writes each `evaluate.Evaluation`'s record (and its heat map when small enough); returns the paths."""
-  folder = os.path.join(out_dir, "evaluations")
-  os.makedirs(folder, exist_ok=True)
+  folder = workdirs.as_path(out_dir) / "evaluations"
+  folder.mkdir(parents=True, exist_ok=True)
   paths = []
   for name, evaluation in evaluations.items():
-    path = os.path.join(folder, f"{file_stem(name)}.json")
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-      json.dump({"name": name, **evaluation.record()}, f)
-    os.replace(temporary, path)
-    paths.append(path)
+    path = folder / f"{file_stem(name)}.json"
+    workdirs.write_json_atomic(path, {"name": name, **evaluation.record()}, indent=None)
+    paths.append(str(path))
     if len(evaluation.classnames) <= MAX_PLOTTED_CLASSES:
-      paths.append(confusion_png(os.path.join(folder, f"{file_stem(name)}_confusion.png"), name,
-                                 evaluation.classnames, evaluation.confusion))
+      paths.append(confusion_png(folder / f"{file_stem(name)}_confusion.png", name, evaluation.classnames,
+                                 evaluation.confusion))
   return paths
 
 
-def confusion_png(path: str, title: str, classnames, confusion: np.ndarray) -> str:
+def confusion_png(path, title: str, classnames, confusion: np.ndarray) -> str:
   """A row-normalised confusion heat map (each row sums to 1 over the classes' test examples)."""
   totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
   size = min(2 + 0.25 * len(classnames), 24)
@@ -52,5 +50,7 @@ def confusion_png(path: str, title: str, classnames, confusion: np.ndarray) -> s
   ax.set_title(f"{title}: {100.0 * np.trace(confusion) / max(confusion.sum(), 1):.1f}% top-1")
   fig.colorbar(image, ax=ax, fraction=0.046)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  return path
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  workdirs.write_bytes_atomic(path, buffer.getvalue())
+  return str(path)

@@ -6,8 +6,12 @@
 Runs are grouped by (protocol, method, dataset, shots, options except the seed and paths); options are `run.options`
 plus the config.json fields that differ between otherwise identical runs (`ablated_options`), and the backbone. A
 group's label is its method, plus the options that vary among that method's groups ("rpo [rpo.init='st']").
-Below them: the selections the tables and plots share (`by_label`, `main_metric`, `ablation_sets`) and the averages
-over datasets (`dataset_average`: value from seed means, std over per-seed averages).
+Below them: the selections the tables and plots share (`by_label`, `main_metric`, `ablation_sets`) and the two ways
+of averaging a statistic over seeds that the base-to-novel table sets side by side (`report.tables` states the
+papers' conventions):
+    dataset_average(..., rounded=True)   the papers': the statistic of the seed means, each seed's accuracy first
+                                         rounded to 0.1 as Dassl prints it (`dassl_rounded`)
+    per_seed_average(...)                jaxprompt's: the mean over seeds of the statistic computed per seed
 """
 
 from __future__ import annotations
@@ -206,18 +210,50 @@ def ablation_sets(groups: Sequence[Group]) -> dict[tuple, list[Group]]:
   return {k: gs for k, gs in sets.items() if len({g.label for g in gs}) > 1}
 
 
-# --- averages over datasets ---------------------------------------------------------------------------------------------
-def dataset_average(groups: Sequence[Group], fn: Callable[[dict], float], ddof: int = 0) -> tuple:
+# --- averages over seeds and datasets -----------------------------------------------------------------------------------
+def dassl_rounded(value: float) -> float:
+  """A seed's accuracy as the papers' scripts average it: Dassl's evaluator prints `* accuracy: {acc:.1f}%` and
+  parse_test_res.py parses that text back, so each seed counts rounded to 0.1 (Python's formatting: the binary
+  value correctly rounded, ties to even, e.g. 66.25 -> 66.2, 18.75 -> 18.8)."""
+  return float(f"{value:.1f}")
+
+
+def _seed_tables(groups: Sequence[Group], rounded: bool) -> tuple[dict, dict]:
+  """({dataset: {metric: seed mean}}, {seed: {dataset: {metric: value}}} over the seeds every group has)."""
+  metrics = sorted({m for g in groups for m in g.values})
+  at = dassl_rounded if rounded else float
+  def seed_values(g, m):
+    return {seed: at(v) for seed, v in g.by_seed(m).items()}
+  means = {g.dataset: {m: float(np.mean([at(v) for v in g.values[m]])) if g.values.get(m) else None
+                       for m in metrics} for g in groups}
+  common = sorted(set.intersection(*(set(g.seeds) for g in groups)))
+  per_seed = {seed: {g.dataset: {m: seed_values(g, m).get(seed) for m in metrics} for g in groups} for seed in common}
+  return means, per_seed
+
+
+def _std(values: Sequence[float], ddof: int) -> float | None:
+  return float(np.std(values, ddof=ddof)) if len(values) > max(1, ddof) else None
+
+
+def dataset_average(groups: Sequence[Group], fn: Callable[[dict], float], ddof: int = 0,
+                    rounded: bool = False) -> tuple:
   """(value, std over seeds) of fn({dataset: {metric: value}}): the value from seed means, the std from per-seed
-  evaluations over the seeds every dataset has (None when fewer than two such seeds)."""
+  evaluations over the seeds every dataset has (None when fewer than two such seeds). rounded: each seed's values
+  `dassl_rounded` first (the papers' convention)."""
   if not groups:
     return None, None
-  metrics = sorted({m for g in groups for m in g.values})
-  value = fn({g.dataset: {m: g.mean(m) for m in metrics} for g in groups})
-  common = set.intersection(*(set(g.seeds) for g in groups))
-  per_seed = [fn({g.dataset: {m: g.by_seed(m).get(seed) for m in metrics} for g in groups}) for seed in common]
-  std = float(np.std(per_seed, ddof=ddof)) if len(per_seed) > max(1, ddof) else None
-  return value, std
+  means, per_seed = _seed_tables(groups, rounded)
+  return fn(means), _std([fn(table) for table in per_seed.values()], ddof)
+
+
+def per_seed_average(groups: Sequence[Group], fn: Callable[[dict], float], ddof: int = 0) -> tuple:
+  """(mean, std) over the seeds every dataset has of fn({dataset: {metric: that seed's value}}): the statistic per
+  seed, then averaged (jaxprompt's convention); (None, None) without a common seed."""
+  if not groups:
+    return None, None
+  _, per_seed = _seed_tables(groups, rounded=False)
+  values = [fn(table) for table in per_seed.values()]
+  return (float(np.mean(values)) if values else None), _std(values, ddof)
 
 
 def mean_of(metric: str) -> Callable[[dict], float]:
@@ -228,3 +264,8 @@ def mean_of(metric: str) -> Callable[[dict], float]:
 def hm_of_means(table: dict) -> float:
   """The HM of the dataset-averaged base and novel accuracies (CoCoOp's and MaPLe's average row)."""
   return harmonic_mean(mean_of("base")(table), mean_of("novel")(table))
+
+
+def mean_of_hms(table: dict) -> float:
+  """The mean over datasets of each dataset's HM of its base and novel accuracies (RPO's average row)."""
+  return float(np.mean([harmonic_mean(row["base"], row["novel"]) for row in table.values()]))

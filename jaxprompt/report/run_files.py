@@ -1,6 +1,7 @@
 """What one run writes for people and for the report: metrics lines, progress lines and one results schema.
 
     <workdir>/metrics.jsonl   `MetricsLog`: one JSON object per logged step
+    <workdir>/tensorboard/    `MetricsLog(workdir, tensorboard=True)`: the same scalars as TensorBoard event files
     <workdir>/results.json    `results_record(...)` written by `write_results`, the same schema for every run kind:
         {"schema": 1, "kind": "single" | "multitask" | "continual" | "demo",
          "run": {"method", "dataset", "shots", "seed", "protocol", "backbone", "options"},
@@ -31,6 +32,7 @@ import jax
 import numpy as np
 
 from jaxprompt import trees
+from jaxprompt.report import event_files
 from jaxprompt.report.run_tables import results_table
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ SCHEMA = 1
 KINDS = ("single", "multitask", "continual", "demo")
 RUN_KEYS = ("method", "dataset", "shots", "seed", "protocol", "backbone", "options")
 RECORD_KEYS = ("schema", "kind", "run", "metrics", "trainable_params", "time_s")
+TENSORBOARD_DIR = "tensorboard"
 
 __all__ = ["is_writer", "MetricsLog", "method_label", "method_options", "results_record", "demo_metrics",
            "write_results", "results_table", "harmonic_mean", "window_means", "Progress",
@@ -51,16 +54,32 @@ def is_writer() -> bool:
 
 
 class MetricsLog:
-  """Appends one JSON object per line to `<workdir>/metrics.jsonl`."""
+  """Appends one JSON object per line to `<workdir>/metrics.jsonl`; with `tensorboard=True` also writes the
+  record's scalars to a TensorBoard event file under `<workdir>/tensorboard/` (`report.event_files`).
 
-  def __init__(self, workdir: str):
+  write(record): record = {"step": int, ...}; every numeric scalar except `step` and `epoch` (derived from the step)
+  becomes a TensorBoard scalar of that name at that step: the trainer's loss terms, lr, grad_norm, accuracy,
+  val/accuracy, and `images_per_s` when the caller passes it. Lists, strings and booleans go to metrics.jsonl only.
+  Raises ValueError when tensorboard is on and the record has no int `step`.
+  """
+
+  def __init__(self, workdir: str, tensorboard: bool = False):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.events = event_files.EventFile(os.path.join(workdir, TENSORBOARD_DIR)) if tensorboard else None
 
   def write(self, record: dict[str, Any]) -> None:
     if not is_writer():
       return
+    plain = {k: _plain(v) for k, v in record.items()}
+    if self.events is not None and (not isinstance(plain.get("step"), int) or isinstance(plain["step"], bool)):
+      raise ValueError(f"metrics record step={plain.get('step')!r}: TensorBoard needs an int step "
+                       f"(record keys {sorted(plain)})")
     with open(self.path, "a") as f:
-      f.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+      f.write(json.dumps(plain) + "\n")
+    if self.events is not None:
+      self.events.write_scalars(plain["step"], {
+          name: value for name, value in plain.items() if name not in ("step", "epoch")
+          and isinstance(value, (int, float)) and not isinstance(value, bool)})
 
 
 def _plain(value):
@@ -168,6 +187,7 @@ class Progress:
   except `lr`, the schedule's value at the window's last step. img/s is measured over the window. The ETA comes
   from the rate since the end of the first logged window, so the first window's compilation is left out; the first
   line therefore shows `ETA ?`. batch_size: images per step (all tasks of a multi-task step together).
+  After each line, `images_per_s` holds that window's rate (the trainer logs it as the `images_per_s` metric).
   """
 
   def __init__(self, total_steps: int, steps_per_epoch: int, batch_size: int, start_step: int, *,
@@ -176,11 +196,12 @@ class Progress:
     self.clock = clock
     self.last_step, self.last_time = start_step, clock()
     self.rate_from: tuple[int, float] | None = None  # (step, time) at the end of the first logged window
+    self.images_per_s = math.nan
 
   def line(self, step: int, window_metrics: Sequence[Mapping[str, float]]) -> str:
     """The line for the window ending at `step` (advances the window)."""
     now = self.clock()
-    images_per_s = (step - self.last_step) * self.batch / max(now - self.last_time, 1e-9)
+    images_per_s = self.images_per_s = (step - self.last_step) * self.batch / max(now - self.last_time, 1e-9)
     if self.rate_from is None:
       self.rate_from, eta = (step, now), math.nan
     else:

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from jaxprompt import checkpoint, evaluate, methods, parallel, train
+from jaxprompt import workdir as workdirs
 from jaxprompt.data import fewshot, pipeline, protocol
 from jaxprompt.report import run_files
 
@@ -74,9 +75,14 @@ def train_task(config, task_dir: str, method, trainable: Params, task_source, fr
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Learns the tasks in turn; returns (and writes) the results with the accuracy table and forgetting."""
+  with workdirs.open_run(config, workdir):
+    return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict[str, Any]:
   start_time = time.time()
   block = config.continual
-  mesh = train.start(config, workdir)
+  mesh = train.start(config)
   source = protocol.load_source(config.data)
   source = fewshot.few_shot_source_recorded(source, config.data.shots, config.seed, os.path.join(workdir, "split.json"),
                                             split_file=config.data.split_file or None)

@@ -8,7 +8,6 @@ record (kind "demo", metrics "<method>/<metric>", the rows kept), so the report 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from jaxprompt import train
+from jaxprompt import workdir as workdirs
 from jaxprompt.report import groups, run_files
 
 
@@ -31,16 +31,18 @@ def method_run_config(config: ml_collections.ConfigDict, name: str) -> ml_collec
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or reads back) every demo method; writes and returns the demo's results (one row per method)."""
+  with workdirs.open_run(config, workdir):
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start_time = time.time()
-  os.makedirs(workdir, exist_ok=True)
   rows = []
   for name in config.demo.methods:
     method_dir = os.path.join(workdir, name)
-    done = os.path.join(method_dir, "results.json")
     start = time.time()
-    if os.path.exists(done):
-      with open(done) as f:
-        results = json.load(f)
+    if workdirs.is_finished(method_dir):
+      results = workdirs.read_json(workdirs.as_path(method_dir) / "results.json")
     else:
       results = train.run(method_run_config(config, name), method_dir)
     rows.append({"method": results["run"]["method"], "metrics": results["metrics"],

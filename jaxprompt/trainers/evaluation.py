@@ -23,6 +23,7 @@ import ml_collections
 import optax
 
 from jaxprompt import checkpoint, evaluate, methods, parallel, train
+from jaxprompt import workdir as workdirs
 from jaxprompt.data import pipeline, protocol
 from jaxprompt.report import evaluation_files, run_files
 
@@ -34,12 +35,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start_time = time.time()
   parallel.initialize(config.multihost)
   mesh = parallel.make_mesh(config.num_devices or None)
-  backbone = train.load_backbone(config)
   data = protocol.prepare(config, workdir, record_split=False)
+  backbone = train.load_backbone(config)
   method = methods.build_for_run(config.method, backbone, data.classnames, data.templates)
   frozen = parallel.replicate(backbone.params, mesh)
   trainable, what = load_trainable(config, workdir, method, mesh)
-  out_dir = config.eval_dir or os.path.join(workdir, "eval", eval_name(config, what))
+  out_dir = config.eval_dir or str(workdirs.as_path(workdir) / "eval" / eval_name(config, what))
   corrupt = pipeline.CorruptImageLog()
   evaluations = evaluate.evaluate_run(method, trainable, frozen, data.evals, mesh, config.data, corrupt)
   results = run_files.results_record(
@@ -47,7 +48,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       trainable_params=method.num_trainable(), time_s=time.time() - start_time, steps=None, evaluated=what,
       corrupt_images=corrupt.entries(), per_class={name: e.per_class() for name, e in evaluations.items()})
   if run_files.is_writer():
-    os.makedirs(out_dir, exist_ok=True)
+    workdirs.as_path(out_dir).mkdir(parents=True, exist_ok=True)
     run_files.write_results(out_dir, results)
     evaluation_files.write_evaluations(out_dir, evaluations)
   print(run_files.results_table(results), flush=True)

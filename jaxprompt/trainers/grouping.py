@@ -16,8 +16,6 @@ Partitions are lists of groups, each a sorted list of task indices, groups order
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Iterator, Sequence
 
 import jax
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 import numpy as np
 
+from jaxprompt import workdir as workdirs
 from jaxprompt.report import plots
 
 Partition = list[list[int]]
@@ -145,7 +144,6 @@ def describe(result: dict) -> str:
 
 def save(workdir: str, result: dict) -> None:
   """`grouping.json` (tasks, affinity, partition, how it was chosen) and `grouping.png` (a heat map)."""
-  with open(os.path.join(workdir, "grouping.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  workdirs.write_json_atomic(workdirs.as_path(workdir) / "grouping.json", result)
   if result.get("affinity") is not None:
-    plots.affinity_heatmap(result, os.path.join(workdir, "grouping.png"))
+    plots.affinity_heatmap(result, str(workdirs.as_path(workdir) / "grouping.png"))

@@ -17,7 +17,6 @@ checkpoint's copy; checkpoints hold the trainable tree, optimiser state, step an
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ import numpy as np
 import optax
 
 from jaxprompt import checkpoint, evaluate, parallel, train
+from jaxprompt import workdir as workdirs
 from jaxprompt.data import fewshot, pipeline, protocol
 from jaxprompt.data.registry import build_source
 from jaxprompt.data.types import Source
@@ -54,9 +54,9 @@ def load_tasks(config, workdir: str) -> list[Task]:
   """`multitask.tasks` (source names) or `multitask.domains` (of `data.name`), each K-shot, draw recorded."""
   block, data = config.multitask, config.data
   if block.tasks:
-    specs = [(name.split("/")[-1], name, data.options.to_dict()) for name in block.tasks]
+    specs = [(name.split("/")[-1], name, protocol.main_source_options(data)) for name in block.tasks]
   elif block.domains:
-    specs = [(domain, data.name, {**data.options.to_dict(), "domain": domain}) for domain in block.domains]
+    specs = [(domain, data.name, {**protocol.main_source_options(data), "domain": domain}) for domain in block.domains]
   else:
     raise ValueError("config.multitask needs `tasks` (source names) or `domains` (of config.data.name)")
   tasks = []
@@ -126,13 +126,12 @@ def multitask_loss(model) -> train.LossFn:
 def resolve_grouping(config, workdir: str, backbone, tasks: list[Task], frozen, mesh, corrupt) -> dict:
   """The config's partition, else `grouping.json` from an earlier invocation, else a probe run (saved + printed)."""
   block, names = config.multitask, [t.name for t in tasks]
-  path = os.path.join(workdir, "grouping.json")
+  path = workdirs.as_path(workdir) / "grouping.json"
   if block.partition:
     result = {"tasks": names, "affinity": None, "partition": grouping.parse_partition(block.partition, len(tasks)),
               "source": "config (multitask.partition)"}
-  elif os.path.exists(path):
-    with open(path) as f:
-      result = json.load(f)
+  elif path.exists():
+    result = workdirs.read_json(path)
     if result["tasks"] != names:
       raise ValueError(f"{path} groups tasks {result['tasks']}, this run has {names}; use another workdir")
     log.info("grouping read from %s", path)
@@ -212,12 +211,15 @@ def probe(config, probe_dir: str, backbone, tasks: list[Task], frozen, mesh, cor
 # --- the run ------------------------------------------------------------------------------------------------------------
 def run(config, workdir: str) -> dict[str, Any]:
   """Groups (mmap_mt), trains (or resumes, or only evaluates), evaluates every task; writes results.json/.md."""
-  start_time = time.time()
   if config.eval_only:  # evaluation writes nothing into the training run's files (see trainers/evaluation.py)
-    parallel.initialize(config.multihost)
-    mesh = parallel.make_mesh(config.num_devices or None)
-  else:
-    mesh = train.start(config, workdir)
+    return _run(config, workdir)
+  with workdirs.open_run(config, workdir):
+    return _run(config, workdir)
+
+
+def _run(config, workdir: str) -> dict[str, Any]:
+  start_time = time.time()
+  mesh = train.start(config)
   tasks = load_tasks(config, workdir)
   backbone = train.load_backbone(config)
   frozen = parallel.replicate(backbone.params, mesh)
@@ -261,7 +263,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     out_dir = config.eval_dir or os.path.join(workdir, "eval", f"{dataset_label(config)}-multitask-{what}")
     results["evaluated"] = what
     if run_files.is_writer():
-      os.makedirs(out_dir, exist_ok=True)
+      workdirs.as_path(out_dir).mkdir(parents=True, exist_ok=True)
   run_files.write_results(out_dir, results)
   print(run_files.results_table(results), flush=True)
   return results
