@@ -1,4 +1,11 @@
-"""jaxprompt: prompt learning on a frozen CLIP in JAX/Flax."""
+"""jaxprompt: prompt learning on a frozen CLIP in JAX/Flax.
+
+    import jaxprompt
+    classifier = jaxprompt.load_run("runs/coop_dtd")      # a trained run's prompts (see jaxprompt/predict.py)
+    classifier.predict(["cat.jpg"], k=3)
+
+`load_run` is imported on first use, so `import jaxprompt` stays light (no JAX until a run is loaded).
+"""
 
 import os
 
@@ -7,3 +14,17 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 __version__ = "0.1.0"
+
+_LAZY = {"load_run": "jaxprompt.predict", "load_export": "jaxprompt.predict", "Classifier": "jaxprompt.predict"}
+"""Public names served by `__getattr__` from the module that defines them."""
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib  # noqa: PLC0415
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'jaxprompt' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY))

@@ -358,7 +358,8 @@ def train_method(config, workdir: str, method, frozen: Params, data: protocol.Ru
     return {}, 0
   loader = train_loader(config, data.train, data.source.reader, method.clip.vision.image_size, config.seed, mesh,
                         corrupt, data.source.name)
-  metadata = {"method": method.name, "method_config": config.method.to_dict(), "classnames": list(data.classnames)}
+  metadata = {"method": method.name, "method_config": config.method.to_dict(), "classnames": list(data.classnames),
+              "dataset_templates": list(data.templates)}  # so an export alone rebuilds the method (predict)
   validate = None
   if config.train.eval_every_epochs:
     validate = validation(config, method, frozen, data, mesh, corrupt)

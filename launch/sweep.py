@@ -23,8 +23,8 @@ is an argument of the config file's `get_config(arg)` and goes into `configs/x.p
 
 **Workdirs.** `ROOT/<sweep name>/<k=v,k=v,...>` over the point's grid keys in grid order (plus any `--set` key that
 is not a grid key; `--pass` settings, e.g. paths, never name a workdir), values made filesystem-safe. A run is
-finished when `WORKDIR/results.json` exists: finished runs are skipped; an unfinished one is simply re-run with the
-same command, and the trainer resumes from its workdir.
+finished when `WORKDIR/results.json` holds a complete results record (a truncated file does not count): finished
+runs are skipped; an unfinished one is simply re-run with the same command, and the trainer resumes from its workdir.
 Each run's stdout and stderr are appended to `WORKDIR/log.txt`. Runs execute with the project root as the current
 directory; printed commands assume it too. Failures are listed at the end and make the exit status non-zero.
 """
@@ -36,6 +36,7 @@ import concurrent.futures
 import dataclasses
 import importlib.util
 import itertools
+import json
 import os
 import re
 import shlex
@@ -47,6 +48,17 @@ from typing import Any, Callable, Iterable, Sequence
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEPS_DIR = os.path.join(PROJECT_ROOT, "launch", "sweeps")
 RESULTS = "results.json"
+RECORD_KEYS = ("schema", "kind", "run", "metrics")  # jaxprompt.report.run_files' schema (not imported: no jax here)
+
+
+def results_complete(path: str) -> bool:
+  """Whether `path` parses as a results record with every schema key (the same rule as workdir.is_finished)."""
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(record, dict) and all(key in record for key in RECORD_KEYS)
 LOG = "log.txt"
 MAIN_MODULE = "jaxprompt.main"
 DEFAULT_SMOKE = {"smoke": True}
@@ -63,7 +75,8 @@ class Run:
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, RESULTS))
+    """A complete results record in WORKDIR/results.json (a truncated or foreign file is not finished)."""
+    return results_complete(os.path.join(self.workdir, RESULTS))
 
   def config_spec(self) -> str:
     """`configs/x.py:key=value,...` (no colon when there are no arg keys)."""

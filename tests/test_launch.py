@@ -145,7 +145,10 @@ def test_print_lists_unfinished_commands_only(fake, capsys):
                              fixed={"optim.lr": 0.002})
   done = fake["root"] / "demo" / "method=coop,dataset=dtd,seed=1"
   done.mkdir(parents=True)
-  (done / "results.json").write_text("{}")
+  (done / "results.json").write_text('{"schema": 1, "kind": "single", "run": {}, "metrics": {}}')
+  truncated = fake["root"] / "demo" / "method=coop,dataset=eurosat,seed=1"
+  truncated.mkdir(parents=True)
+  (truncated / "results.json").write_text('{"schema": 1, "kind": "sin')  # a crash mid-write: not finished
   code, out = fake["run"](path, "--print")
   assert code == 0 and fake["calls"]() == []
   assert out.splitlines() == [
