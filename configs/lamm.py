@@ -6,7 +6,9 @@
 
 Reference setting: LAMM and CoOp+LAMM: SGD lr 0.002, batch 32, 50 epochs; MaPLe+LAMM: lr 0.0035, batch 4, 5 epochs;
 shots 1/2/4/8/16, seeds 1, 2, 3. Loss weights w_wc=1, w_cos=1, w_kd=0.05 (T=2); options `init` (name | random),
-`tokens_per_label` (0 = min over classes), `placement` (MaPLe base: name | after_ctx, the reference code's).
+`tokens_per_label` (0 = min over classes; with placement=after_ctx 1, the reference's single label token),
+`placement` (MaPLe base: name | after_ctx, the reference code's). base=coop reads `coop.ctx_init` with
+`coop.ctx_rule="reference"` (one learnt token per word, as the reference code).
 Published averages over 11 datasets (+-0.5, read off the authors' figure) by shots 1/2/4/8/16:
 LAMM 69.0 / 73.1 / 76.0 / 78.5 / 81.1; CoOp+LAMM 68.9 / 73.1 / 76.3 / 79.0 / 81.7;
 MaPLe+LAMM 68.2 / 71.0 / 74.7 / 78.7 / 81.2 (zero-shot 65.3). 16 shots per dataset (LAMM / CoOp+LAMM):
@@ -24,11 +26,13 @@ def get_config(arg=None):
   lamm = config.method.lamm
   lamm.base = args["base"]
   lamm.init = args["init"]
-  lamm.tokens_per_label = args["tokens_per_label"]
   lamm.maple_placement = args["placement"]
+  after_ctx = args["placement"] == "after_ctx"
+  lamm.tokens_per_label = args["tokens_per_label"] or (1 if after_ctx else 0)  # the reference writes one label token
   lamm.shots = args["shots"]
   if args["base"] == "coop":
     config.method.coop.ctx_init = "a photo of a"  # the 4-token trainable "a photo of a" context
+    config.method.coop.ctx_rule = "reference"
   if args["base"] == "maple":
     config.optim.lr, config.optim.batch_size, config.optim.epochs = 0.0035, 4, 5
   return finish(config, args)

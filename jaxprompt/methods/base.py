@@ -26,6 +26,7 @@ import optax
 
 from jaxprompt.clip.model import CLIP
 from jaxprompt.clip.tokenizer import TokenizedPrompts
+from jaxprompt.methods.templates import named_set
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -57,10 +58,20 @@ def build(name: str, config: ml_collections.ConfigDict, backbone, classnames: Se
 
 
 def resolve_templates(method_config: ml_collections.ConfigDict, templates: Sequence[str]) -> ml_collections.ConfigDict:
-  """A copy of the method block with `templates` filled in when it is empty: the dataset's first template, or all of
-  them with `ensemble`. A non-empty `method_config.templates` is kept as it is."""
+  """A copy of the method block with `templates` resolved against a dataset's templates.
+
+  A named `method_config.template_set` (see `methods/templates.py`) replaces `templates` with that set for this
+  dataset; otherwise an empty `templates` becomes the dataset's first template, or all of them with `ensemble`, and a
+  non-empty one is kept as it is.
+  """
   config = ml_collections.ConfigDict(method_config.to_dict())
-  if not config.templates:
+  template_set = config.get("template_set", "")
+  if template_set:
+    if config.ensemble:
+      raise ValueError(f"method.ensemble=True and method.template_set={template_set!r} both choose the templates; "
+                       "set one of them")
+    config.templates = named_set(template_set, templates)
+  elif not config.templates:
     config.templates = list(templates) if config.ensemble else list(templates[:1])
   return config
 
@@ -69,9 +80,9 @@ def build_for_run(method_config: ml_collections.ConfigDict, backbone, classnames
                   templates: Sequence[str]) -> "Method":
   """The run's method (`config.method` block) over a dataset's class list and templates.
 
-  An empty `method_config.templates` means the dataset's templates (see `resolve_templates`). The method keeps the
-  unresolved block (`run_config`), so `for_classes(names, templates)` resolves another dataset's templates the same
-  way.
+  An empty `method_config.templates` means the dataset's templates, a `template_set` a named set built from them (see
+  `resolve_templates`). The method keeps the unresolved block (`run_config`), so `for_classes(names, templates)`
+  resolves another dataset's templates the same way.
   """
   method = build(method_config.name, resolve_templates(method_config, templates), backbone, classnames)
   method.run_config = method_config
@@ -188,10 +199,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.name = "coop"
   config.dtype = "float32"          # compute dtype: "float32" or "bfloat16" (params stay float32)
   config.remat = False              # rematerialise transformer blocks (memory for compute)
-  config.templates = ["a photo of a {}."]  # [] = the dataset's templates (resolved by build_for_run)
+  config.templates = ("a photo of a {}.",)  # () = the dataset's templates (resolved by build_for_run)
   config.ensemble = False           # use every template of the dataset (zero-shot ensembles), not only the first
+  config.template_set = ""          # a named set (methods/templates.py), e.g. "reference_ensemble"; replaces templates
   config.trim_text = True           # run text only up to the longest real prompt (exact)
   config.text_chunk = 0             # encode classes in chunks of this many (0 = all at once)
+  config.shared_prefix = True       # run the positions every class prompt shares once, then per-class suffixes (exact)
   for name, cls in sorted(_REGISTRY.items()):
     if hasattr(cls, "default_options"):
       config[name] = cls.default_options()

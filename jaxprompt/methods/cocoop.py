@@ -1,11 +1,13 @@
 """CoCoOp (Zhou et al., CVPR 2022): CoOp's context plus an image-conditioned bias from a small meta-net.
 
 Trainable:
-  `ctx`                  (n, D_text), from `ctx_init` ("a photo of a": n = 4) or normal std 0.02 ("X" placeholders)
+  `ctx`                  (n, D_text), from `ctx_init` ("a photo of a": n = 4; which of the phrase's tokens are learnt:
+                         `ctx_rule`, as CoOp's) or normal std 0.02 ("X" placeholders)
   `meta/linear1/{kernel,bias}`  (E, E/16), (E/16,)   on the *normalised* image feature (E = joint embedding width)
   `meta/linear2/{kernel,bias}`  (E/16, D_text), (D_text,)
 Image b gets context ctx + meta(x_b) (the same bias on every context token), so the text tower runs once per image
-over all classes (images one after another, classes in chunks of `text_chunk`). ViT-B/16: 2,048 + 16,416 + 16,896
+over all classes (images one after another, classes in chunks of `text_chunk`); with `method.shared_prefix` (default)
+each image's [SOS] + context prefix runs once and only the class-name suffixes run per class (exact). ViT-B/16: 2,048 + 16,416 + 16,896
 = 35,360 parameters. Dense layers are initialised like torch.nn.Linear (`meta_init="lecun"` for flax's default).
 Image features are computed without a backward pass through the vision tower.
 """
@@ -17,9 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxprompt.clip.model import normalize
+from jaxprompt.methods import shared_prefix
 from jaxprompt.methods.base import Method, prompt_names, register
 from jaxprompt.methods.prompting import (class_prompts, dense, dense_init, encode_embeddings, frozen_image_features,
-                                         context_init, placeholder_template, write_slots)
+                                         context_init, prompt_plan, write_slots)
 
 
 @register("cocoop")
@@ -31,6 +34,7 @@ class CoCoOp(Method):
     options = ml_collections.ConfigDict()
     options.n_ctx = 4                   # context tokens (ignored when ctx_init is set: its token count)
     options.ctx_init = "a photo of a"   # "" = random init
+    options.ctx_rule = "tokens"         # "tokens" | "reference" (M = word count, as CoOp's `ctx_rule`)
     options.init_std = 0.02
     options.hidden_ratio = 16           # meta-net hidden width = E // hidden_ratio
     options.meta_init = "pytorch"       # "pytorch" | "lecun"
@@ -39,9 +43,11 @@ class CoCoOp(Method):
   def __init__(self, config, backbone, classnames):
     super().__init__(config, backbone, classnames)
     options = self.options
-    self.ctx_init, self.n_ctx = context_init(backbone, options)
-    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), placeholder_template(self.n_ctx),
-                                 n_slots=self.n_ctx, trim=config.trim_text)
+    self.ctx_init, self.n_ctx, template = context_init(backbone, options)
+    self.prompts = class_prompts(self.tokenizer, prompt_names(classnames), template, n_slots=self.n_ctx,
+                                 trim=config.trim_text)
+    # The context (ctx + image bias) is the same for every class of an image: a prefix per image.
+    self.plan = prompt_plan(self.clip, self.prompts, class_specific=False) if shared_prefix.enabled(config) else None
 
   def init(self, rng):
     """{'ctx': (n, D_text), 'meta': {'linear1': {kernel, bias}, 'linear2': {kernel, bias}}}."""
@@ -72,7 +78,11 @@ class CoCoOp(Method):
     def one_image(inputs):
       image_b, bias_b = inputs
       prompted = write_slots(embeds, trainable["ctx"] + bias_b, self.prompts.slots)
-      text = encode_embeddings(self.clip, frozen, prompted, self.prompts.eos, chunk=self.config.text_chunk)
+      if self.plan is None:
+        text = encode_embeddings(self.clip, frozen, prompted, self.prompts.eos, chunk=self.config.text_chunk)
+      else:
+        text = shared_prefix.encode_with_prefix(self.clip, frozen, prompted, self.prompts.eos, self.plan,
+                                                chunk=self.config.text_chunk)
       return scale * normalize(text) @ image_b
 
     return jax.lax.map(one_image, (image, bias))

@@ -5,14 +5,16 @@ registered `PromptedMethod` whose text prompt contains the class name ("ivlp", "
 options (`config.coop`, `config.maple`, ...; CoOp+LAMM in the paper uses `coop.ctx_init="a photo of a"`).
 
 Trainable: the base's leaves plus `labels` (C_table, M, D_text), merged flat into one dict. M = `tokens_per_label`
-(0 = the shortest class name's BPE length). `labels[c]` replaces the first M name tokens of class c (placement
-"name"), or, for MaPLe with `maple_placement="after_ctx"` (the reference code), the M tokens right after MaPLe's
-context (the full name stays). Init "name": the name's first M token embeddings; "random": normal std 0.02 drawn
+(0 = the shortest class name's BPE length with placement "name", 1 with "after_ctx"). `labels[c]` replaces the first
+M name tokens of class c (placement "name"), or, for MaPLe with `maple_placement="after_ctx"` (the reference code,
+gaojingsheng/LAMM, whose `min_len = 1` is one label token from the name's first BPE token), the M tokens right after
+MaPLe's context (the full name stays). Init "name": the name's first M token embeddings; "random": normal std 0.02 drawn
 from `init_seed`. `labels0` (the initial values) is a constant of the method object, exposed for checkpoints.
 
 Loss: CE(z, y) + w_wc L_wc + w_cos L_cos + w_kd L_kd with z (label prompts) and z0 (original names, current base
 context); each term is reported (`loss_ce`, `loss_wc`, `loss_cos`, `loss_kd`). For base "none" the reference features
-f0 are constant and cached at construction.
+f0 are constant and cached at construction; otherwise, with `method.shared_prefix`, the label and reference prompts
+share one prefix pass (the base's shared positions before the first label position; `both_features`).
 
 Other class lists: the method built over the training class list owns the `labels` table (one row per class of
 `table_classnames`). `method.for_classes(names, templates)` scores any class list with the same trainable tree: a
@@ -61,7 +63,7 @@ class LAMM(Method):
     options = ml_collections.ConfigDict()
     options.base = "none"               # "none" | "coop" | "maple" | any PromptedMethod with the name in its prompt
     options.template = "a photo of a {}."  # the frozen template of base "none"
-    options.tokens_per_label = 0        # M; 0 = min over classes of the name's token count
+    options.tokens_per_label = 0        # M; 0 = min over classes of the name's token count ("after_ctx": 1)
     options.init = "name"               # "name" | "random"
     options.init_seed = 0               # seed of init="random" (labels0 must be known at construction)
     options.w_wc = config_dict.FieldReference(1.0, field_type=object)  # float, or "1/shots" (uses `shots`)
@@ -87,7 +89,10 @@ class LAMM(Method):
 
     names = prompt_names(self.table_classnames)
     name_ids = [self.tokenizer.encode(name) for name in names]
-    self.tokens_per_label = options.tokens_per_label or min(len(ids) for ids in name_ids)
+    # The reference's after_ctx code writes one label token; the shortest name (StanfordCars: a year of 4 digit
+    # tokens first) would not fit between MaPLe's context and the name.
+    default_m = 1 if options.maple_placement == "after_ctx" else min(len(ids) for ids in name_ids)
+    self.tokens_per_label = options.tokens_per_label or default_m
     for name, ids in zip(names, name_ids):
       if len(ids) < self.tokens_per_label:
         raise ValueError(f"class {name!r} has {len(ids)} name tokens, fewer than lamm.tokens_per_label="
@@ -173,19 +178,39 @@ class LAMM(Method):
   def _split(trainable):
     return {k: v for k, v in trainable.items() if k != "labels"}, trainable["labels"]
 
+  def _labelled(self, embeds: jax.Array, labels: jax.Array) -> jax.Array:
+    """Layer-0 prompts (C, L, D) with labels[row] in the label positions of each class with a learnt row."""
+    trained = self.trained
+    return embeds.at[trained[:, None], self.label_positions].set(labels[self.rows[trained]].astype(embeds.dtype))
+
+  def _prefix_plan(self, base_trainable, rows: int | None = None):
+    """The base's shared prefix, ending before the first label position (labels are per class)."""
+    limit = int(self.label_positions.min()) if self.label_positions.size else None
+    return self.base.prefix_plan(base_trainable, limit=limit, rows=rows)
+
   def label_features(self, trainable, frozen) -> jax.Array:
     """Text features f (C, E): each class with a learnt row gets labels[row] in its label positions."""
     base_trainable, labels = self._split(trainable)
-    embeds = self.base.prompt_embeddings(base_trainable, frozen)
-    trained = self.trained
-    embeds = embeds.at[trained[:, None], self.label_positions].set(labels[self.rows[trained]].astype(embeds.dtype))
-    return self.base.encode_prompts(base_trainable, frozen, embeds)
+    embeds = self._labelled(self.base.prompt_embeddings(base_trainable, frozen), labels)
+    return self.base.encode_prompts(base_trainable, frozen, embeds, plan=self._prefix_plan(base_trainable))
 
   def reference_features(self, trainable, frozen) -> jax.Array:
     """f0 (C, E): the original name embeddings with the current base context (cached for base 'none')."""
     if self.cached_f0 is not None:
       return jnp.asarray(self.cached_f0)
     return self.base.text_embedding(self._split(trainable)[0], frozen)
+
+  def both_features(self, trainable, frozen) -> tuple[jax.Array, jax.Array]:
+    """(f, f0), each (C, E); with `method.shared_prefix` the label and reference prompts share one prefix pass."""
+    if self.cached_f0 is not None:
+      return self.label_features(trainable, frozen), jnp.asarray(self.cached_f0)
+    base_trainable, labels = self._split(trainable)
+    plan = self._prefix_plan(base_trainable, rows=2 * len(self.classnames))
+    if plan is None:
+      return self.label_features(trainable, frozen), self.reference_features(trainable, frozen)
+    reference = self.base.prompt_embeddings(base_trainable, frozen)
+    f, f0 = self.base.encode_prompt_sets(base_trainable, frozen, [self._labelled(reference, labels), reference], plan)
+    return f, f0
 
   def logits(self, trainable, frozen, images):
     image = self.base.image_embedding(self._split(trainable)[0], frozen, images)
@@ -196,8 +221,7 @@ class LAMM(Method):
     options = self.options
     scale = self.clip.logit_scale(frozen)
     image = normalize(self.base.image_embedding(self._split(trainable)[0], frozen, images))
-    f = normalize(self.label_features(trainable, frozen))
-    f0 = normalize(self.reference_features(trainable, frozen))
+    f, f0 = (normalize(x) for x in self.both_features(trainable, frozen))
     z, z0 = scale * image @ f.T, scale * image @ f0.T
 
     loss_ce = cross_entropy(z, labels)

@@ -22,7 +22,7 @@ import ml_collections
 from jaxprompt.clip.model import DeepPrompts
 from jaxprompt.methods.base import prompt_names, register
 from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts, dense,
-                                         dense_init, encode_embeddings, image_features_with_prompts, template_context)
+                                         dense_init, image_features_with_prompts, template_context)
 
 
 @register("maple")
@@ -80,9 +80,9 @@ class MaPLe(PromptedMethod):
     """`ctx` goes into the text slots."""
     return trainable["ctx"]
 
-  def encode_prompts(self, trainable, frozen, embeds):
-    deep = DeepPrompts(trainable["deep_text"], self.prompts.shared_slot_start()) if self.depth > 1 else None
-    return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, deep=deep, chunk=self.config.text_chunk)
+  def deep_text_prompts(self, trainable):
+    """`deep_text` overwrites the text slots before text blocks 1..J-1."""
+    return DeepPrompts(trainable["deep_text"], self.prompts.shared_slot_start()) if self.depth > 1 else None
 
   def image_embedding(self, trainable, frozen, images):
     return image_features_with_prompts(self.clip, frozen, images, self.vision_prompts(trainable))

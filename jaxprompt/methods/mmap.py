@@ -31,10 +31,11 @@ import ml_collections
 import numpy as np
 
 from jaxprompt.clip.model import cosine_logits
+from jaxprompt.methods import shared_prefix
 from jaxprompt.methods.base import prompt_names, register
-from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts,
-                                         encode_embeddings, deep_text, image_features_with_prompts,
-                                         placeholder_template, text_features_with_prompts)
+from jaxprompt.methods.prompting import (PromptedMethod, check_depth, check_positive, class_prompts, deep_text,
+                                         image_features_with_prompts, placeholder_template,
+                                         text_features_with_prompts)
 
 Array = jax.Array
 
@@ -127,9 +128,9 @@ class MmAP(PromptedMethod):
     """Layer 0 of the text prompts goes into the placeholder slots."""
     return self.layer_prompts(trainable)[0][0]
 
-  def encode_prompts(self, trainable, frozen, embeds):
-    deep = deep_text(self.prompts, self.layer_prompts(trainable)[0])
-    return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, deep=deep, chunk=self.config.text_chunk)
+  def deep_text_prompts(self, trainable):
+    """Layers 1.. of the text prompts overwrite the placeholder slots before text blocks 1..depth-1."""
+    return deep_text(self.prompts, self.layer_prompts(trainable)[0])
 
   def image_embedding(self, trainable, frozen, images):
     return self.image_features(frozen, self.layer_prompts(trainable)[1], images)
@@ -138,7 +139,8 @@ class MmAP(PromptedMethod):
   def text_features(self, frozen, text_prompts: Array) -> Array:
     """text_prompts (depth, slots, D_text) -> EOS features (C, E)."""
     self._check_slots(text_prompts)
-    return text_features_with_prompts(self.clip, frozen, self.prompts, text_prompts, chunk=self.config.text_chunk)
+    return text_features_with_prompts(self.clip, frozen, self.prompts, text_prompts, chunk=self.config.text_chunk,
+                                      use_prefix=shared_prefix.enabled(self.config))
 
   def image_features(self, frozen, vision_prompts: Array, images: Array) -> Array:
     """vision_prompts (depth, slots, D_vision), images (B, H, W, 3) -> class-token features (B, E)."""

@@ -15,8 +15,14 @@ deeper layers overwrite the last n tokens before vision blocks 1..depth_v-1 (VPT
 `PromptedMethod` is the base of every method whose text prompt holds the class name (CoOp, MaPLe, IVLP, VPT, the
 fixed template of LAMM-on-CLIP). It splits the text path in two so LAMM can edit the token embeddings in between:
 `prompt_embeddings(trainable, frozen)` -> (C, L, D) layer-0 embeddings with the method's slots written (from the
-`layer0_context(trainable)` hook), and `encode_prompts(trainable, frozen, embeds)` -> (C, E) features (deep prompts,
-class chunks). `image_embedding` gives the (unnormalised) image features with the method's vision prompts.
+`layer0_context(trainable)` hook), and `encode_prompts(trainable, frozen, embeds, plan=...)` -> (C, E) features (deep
+prompts from the `deep_text_prompts(trainable)` hook, class chunks). `image_embedding` gives the (unnormalised) image
+features with the method's vision prompts.
+
+Shared prefix (`shared_prefix.py`, switch `method.shared_prefix`): `prefix_plan(trainable)` says how many leading
+positions every class prompt shares (None: the plain path); `text_embedding` then runs that prefix once and only the
+per-class suffixes. A caller that edits the embeddings itself (LAMM) passes `limit` (its first edited position) and
+encodes several prompt sets over one prefix with `encode_prompt_sets`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.clip.model import CLIP, DeepPrompts, cosine_logits, gather_rows
+from jaxprompt.methods import shared_prefix
 from jaxprompt.methods.base import Method, PromptTokens, encode_classes
+from jaxprompt.methods.shared_prefix import PrefixPlan
 
 Array = jax.Array
 POSITIONS = ("end", "middle", "front")
@@ -114,10 +122,24 @@ def encode_embeddings(clip: CLIP, frozen, embeds: Array, eos: np.ndarray | Array
 
 
 def text_features_with_prompts(clip: CLIP, frozen, prompts: ClassPrompts, text_prompts: Array, *,
-                               chunk: int = 0) -> Array:
-  """Text features (C, E) with text_prompts (depth, n, D_text) in the slots of `prompts` (see module docstring)."""
+                               chunk: int = 0, use_prefix: bool = True) -> Array:
+  """Text features (C, E) with text_prompts (depth, n, D_text) in the slots of `prompts` (see module docstring);
+  use_prefix: run the positions every class shares once (`shared_prefix`, exact)."""
   embeds = write_slots(clip.embed_tokens(frozen, jnp.asarray(prompts.ids)), text_prompts[0], prompts.slots)
-  return encode_embeddings(clip, frozen, embeds, prompts.eos, deep=deep_text(prompts, text_prompts), chunk=chunk)
+  deep = deep_text(prompts, text_prompts)
+  plan = prompt_plan(clip, prompts, class_specific=False) if use_prefix else None
+  if plan is not None:
+    return shared_prefix.encode_with_prefix(clip, frozen, embeds, prompts.eos, plan, deep=deep, chunk=chunk)
+  return encode_embeddings(clip, frozen, embeds, prompts.eos, deep=deep, chunk=chunk)
+
+
+def prompt_plan(clip: CLIP, prompts: ClassPrompts, *, class_specific: bool | None, limit: int | None = None,
+                rows: int | None = None) -> PrefixPlan | None:
+  """The shared prefix of class prompts whose slots hold shared values (class_specific=False), per-class values
+  (True) or nothing written (None: the slots keep their ids). See `shared_prefix.plan_prefix`."""
+  slots = None if class_specific is None else prompts.slots
+  return shared_prefix.plan_prefix(prompts.ids, prompts.eos, slots, class_specific=bool(class_specific),
+                                   context=clip.text.context_length, limit=limit, rows=rows)
 
 
 def deep_text(prompts: ClassPrompts, text_prompts: Array) -> DeepPrompts | None:
@@ -163,15 +185,46 @@ def phrase_embeddings(backbone, phrase: str) -> np.ndarray:
   return np.asarray(table[np.asarray(ids, np.int64)], np.float32)
 
 
-def context_init(backbone, options) -> tuple[np.ndarray | None, int]:
-  """CoOp-style context: (phrase embeddings (n, D_text) or None for random, number of context tokens).
+CTX_RULES = ("tokens", "reference")
 
-  With `options.ctx_init` set, the context is that phrase's token embeddings and its length overrides `n_ctx`.
+
+def context_init(backbone, options, position: str = "end") -> tuple[np.ndarray | None, int, str]:
+  """CoOp / CoCoOp context: (initial context (M, D_text) or None for random, M, the prompt template with M slots).
+
+  No `options.ctx_init`: random context, M = `options.n_ctx`, placeholders "X .. X" around the name (`position`).
+  With a phrase, `options.ctx_rule` says which of its tokens are learnt:
+    "tokens": every BPE token of the phrase; M = the phrase's token count and the template is M placeholders (the
+      phrase lives only in the initial context).
+    "reference": the reference code's rule (KaiyangZhou/CoOp): M = the number of space-separated *words* of the phrase
+      (`_` read as a space), the context starts as the phrase's first M *BPE tokens*, and the prompt text is the
+      phrase itself followed by the name, so its tokens after the first M stay fixed text. The two rules agree when
+      every word is one token ("a photo of a"); "a hand-drawn photo of a" is 5 words but 7 tokens (a, hand, -, drawn,
+      photo, of, a), so the reference learns "a hand - drawn photo" and keeps "of a" fixed.
+  The reference places the phrase's leftover tokens before the name, so a phrase with more tokens than words works
+  with class position 'end' only (elsewhere it is an error).
   """
   if not options.ctx_init:
-    return None, options.n_ctx
-  embeddings = phrase_embeddings(backbone, options.ctx_init)
-  return embeddings, len(embeddings)
+    return None, options.n_ctx, placeholder_template(options.n_ctx, position)
+  rule = options.get("ctx_rule", "tokens")
+  if rule not in CTX_RULES:
+    raise ValueError(f"ctx_rule={rule!r}: use one of {CTX_RULES}")
+  if rule == "tokens":
+    embeddings = phrase_embeddings(backbone, options.ctx_init)
+    return embeddings, len(embeddings), placeholder_template(len(embeddings), position)
+  phrase = options.ctx_init.replace("_", " ")
+  n_words = len(phrase.split(" "))
+  embeddings = phrase_embeddings(backbone, phrase)
+  if n_words > len(embeddings):
+    raise ValueError(f"ctx_init={options.ctx_init!r} has {n_words} words but only {len(embeddings)} tokens; "
+                     "ctx_rule='reference' learns one token per word")
+  if len(embeddings) == n_words:
+    template = phrase + " {}." if position == "end" else placeholder_template(n_words, position)
+    return embeddings, n_words, template
+  if position != "end":
+    raise ValueError(f"ctx_init={options.ctx_init!r} ({n_words} words, {len(embeddings)} tokens) with ctx_rule="
+                     f"'reference' keeps its last tokens fixed before the name, so it needs class_position='end' "
+                     f"(got {position!r}); use ctx_rule='tokens'")
+  return embeddings[:n_words], n_words, phrase + " {}."
 
 
 def template_context(backbone, ctx_init: str, n: int) -> tuple[np.ndarray | None, str]:
@@ -233,19 +286,50 @@ class PromptedMethod(Method):
     """What goes into the prompt slots at layer 0: (n, D_text) shared or (C, n, D_text) per class; None = nothing."""
     return None
 
+  def deep_text_prompts(self, trainable) -> DeepPrompts | None:
+    """Deep text prompts written before text blocks 1.. (default: none)."""
+    return None
+
   def prompt_embeddings(self, trainable, frozen) -> Array:
     """(C, L, D_text) layer-0 token embeddings with `layer0_context` written into the slots."""
     embeds = self.clip.embed_tokens(frozen, jnp.asarray(self.prompts.ids))
     context = self.layer0_context(trainable)
     return embeds if context is None else write_slots(embeds, context, self.prompts.slots)
 
-  def encode_prompts(self, trainable, frozen, embeds: Array) -> Array:
-    """(C, L, D_text) layer-0 embeddings -> text features (C, E) (default: no deep prompts)."""
-    return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, chunk=self.config.text_chunk)
+  def prefix_plan(self, trainable, *, limit: int | None = None, rows: int | None = None) -> PrefixPlan | None:
+    """The shared prefix of this method's prompts (None: the plain path). limit: the first position the caller edits
+    per class; rows: prompts that will share it (default C). Static: reads only shapes of `trainable`."""
+    if not shared_prefix.enabled(self.config):
+      return None
+    context = jax.eval_shape(self.layer0_context, trainable)
+    class_specific = None if context is None else len(context.shape) == 3
+    return prompt_plan(self.clip, self.prompts, class_specific=class_specific, limit=limit, rows=rows)
+
+  def encode_prompts(self, trainable, frozen, embeds: Array, *, plan: PrefixPlan | None = None) -> Array:
+    """(C, L, D_text) layer-0 embeddings -> text features (C, E), with `deep_text_prompts`.
+
+    plan: from `prefix_plan` (the caller guarantees embeds' first `plan.prefix` positions equal in every row)."""
+    deep, chunk = self.deep_text_prompts(trainable), self.config.text_chunk
+    if plan is None:
+      return encode_embeddings(self.clip, frozen, embeds, self.prompts.eos, deep=deep, chunk=chunk)
+    return shared_prefix.encode_with_prefix(self.clip, frozen, embeds, self.prompts.eos, plan, deep=deep,
+                                            chunk=chunk)
+
+  def encode_prompt_sets(self, trainable, frozen, embed_sets: Sequence[Array], plan: PrefixPlan) -> list[Array]:
+    """Several (C, L, D_text) embedding sets sharing their first `plan.prefix` positions (LAMM's label and reference
+    prompts) -> one (C, E) feature set each, over one prefix pass (plan from `prefix_plan(..., rows=C * sets)`)."""
+    deep, length = self.deep_text_prompts(trainable), embed_sets[0].shape[1]
+    keys_values = shared_prefix.prefix_keys_values(self.clip, frozen, embed_sets[0], plan, deep)
+    tails = jnp.concatenate([shared_prefix.suffixes(embeds, plan) for embeds in embed_sets])
+    eos = np.tile(self.prompts.eos, len(embed_sets))
+    features = shared_prefix.encode_suffixes(self.clip, frozen, tails, eos, plan, keys_values, deep=deep,
+                                             length=length, chunk=self.config.text_chunk)
+    return list(jnp.split(features, len(embed_sets)))
 
   def text_embedding(self, trainable, frozen) -> Array:
-    """Text features (C, E) of the method's own prompts."""
-    return self.encode_prompts(trainable, frozen, self.prompt_embeddings(trainable, frozen))
+    """Text features (C, E) of the method's own prompts (through the shared prefix when it saves work)."""
+    embeds = self.prompt_embeddings(trainable, frozen)
+    return self.encode_prompts(trainable, frozen, embeds, plan=self.prefix_plan(trainable))
 
   def image_embedding(self, trainable, frozen, images: Array) -> Array:
     """Image features (B, E) (default: plain CLIP, no gradient into the vision tower)."""
