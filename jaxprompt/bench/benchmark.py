@@ -17,6 +17,10 @@ the same run, with the speed-up and the max |logit difference| (checked against 
   rpo_reference  RPO's default (read-only + trimming) against the reference's computation: masked, all 77 tokens
   text_chunk   classes encoded in chunks of `--chunk` (lax.map) against all at once: time and compiled memory
   bfloat16     bfloat16 compute against float32 (difference reported, not expected equal)
+  shared_prefix  `method.shared_prefix` on against off: CoOp, CoOp+LAMM, CoCoOp (batch 1), MaPLe, MmAP, IVLP train
+               steps and zero-shot encoding of 1000 class names (`bench/shared_prefix.py`; XLA FLOPs of both)
+
+trim_text compares both sides with `method.shared_prefix` off, so it measures trimming alone.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import jax
 import numpy as np
 
 from jaxprompt.bench import parts as core
+from jaxprompt.bench import shared_prefix as prefix_bench
 from jaxprompt.clip.model import cosine_logits
 from jaxprompt.methods.base import PromptTokens, cross_entropy, accuracy
 from jaxprompt.methods.prompting import PromptedMethod, text_params
 
 ALL_METHODS = ("coop", "lamm", "maple", "rpo", "vpt", "mmap")
-FAST_PATHS = ("trim_text", "no_backward", "cached_text", "rpo_fast", "rpo_reference", "text_chunk", "bfloat16")
+FAST_PATHS = ("trim_text", "no_backward", "cached_text", "rpo_fast", "rpo_reference", "text_chunk", "bfloat16",
+              "shared_prefix")
 TARGETS = {"rpo_fast": 3.0, "rpo_reference": 3.0, "trim_text/text_tower": 2.0}
 
 
@@ -89,7 +95,9 @@ def _compare_steps(name: str, steps: tuple, forwards: tuple, repeats: int, **kw)
 
 def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: int, repeats: int, dtype: str,
                      chunk: int, tolerance: float, paths: Sequence[str], main: dict[str, Any],
-                     steps: dict[str, core.Prepared], step_method: str = "coop") -> list[dict[str, Any]]:
+                     steps: dict[str, core.Prepared], step_method: str = "coop",
+                     shared_prefix_methods: Sequence[str] = prefix_bench.METHODS,
+                     zeroshot_classes: int = prefix_bench.ZEROSHOT_CLASSES) -> list[dict[str, Any]]:
   """Each fast path against its plain computation (see the module docstring), timed in this same run.
 
   main / steps: bench_method results and prepared train steps by method name, reused where the configuration is
@@ -100,8 +108,14 @@ def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: in
   logits_of = lambda fn, trainable: core.prepare_logits(fn, trainable, frozen, images)
   coop = build(step_method)
   trainable = coop.init(jax.random.key(0))
-  coop_step = steps.get(step_method) or step_of(coop)
-  coop_logits = logits_of(coop.logits, trainable)
+  prepared = {}
+
+  def coop_prepared():
+    """The default step_method's (train step, logits), prepared on first use."""
+    if not prepared:
+      prepared["step"] = steps.get(step_method) or step_of(coop)
+      prepared["logits"] = logits_of(coop.logits, trainable)
+    return prepared["step"], prepared["logits"]
 
   if "trim_text" in paths:
     clip = coop.clip
@@ -117,9 +131,11 @@ def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: in
                                 method="text tower", compares="features",
                                 detail=f"{len(classnames)} classes, length {trimmed.ids.shape[1]} vs "
                                        f"{tokenized.ids.shape[1]} (longest prompt {tokenized.max_length})"))
-    untrimmed = build(step_method, trim_text=False)
-    results.append(_compare_steps("trim_text/train_step", (coop_step, step_of(untrimmed)),
-                                  (coop_logits, logits_of(untrimmed.logits, trainable)), repeats,
+    trimmed, untrimmed = build(step_method, shared_prefix=False), build(step_method, trim_text=False,
+                                                                      shared_prefix=False)
+    results.append(_compare_steps("trim_text/train_step", (step_of(trimmed), step_of(untrimmed)),
+                                  (logits_of(trimmed.logits, trainable), logits_of(untrimmed.logits, trainable)),
+                                  repeats,
                                   tolerance=tolerance, method=step_method, compares="logits"))
 
   if "no_backward" in paths:
@@ -165,6 +181,7 @@ def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: in
 
   if "text_chunk" in paths and 0 < chunk < len(classnames):
     chunked = build(step_method, text_chunk=chunk)
+    coop_step, coop_logits = coop_prepared()
     results.append(_compare_steps(f"text_chunk={chunk}/train_step", (step_of(chunked), coop_step),
                                   (logits_of(chunked.logits, trainable), coop_logits), repeats,
                                   tolerance=tolerance, method=step_method, compares="logits",
@@ -172,19 +189,28 @@ def bench_fast_paths(backbone, frozen, classnames, images, labels, *, layers: in
 
   if "bfloat16" in paths:
     other = build(step_method, dtype="float32" if dtype == "bfloat16" else "bfloat16")
+    coop_step, coop_logits = coop_prepared()
     other_step, other_logits = step_of(other), logits_of(other.logits, trainable)
     low, high = ((coop_step, other_step), (coop_logits, other_logits)) if dtype == "bfloat16" else \
         ((other_step, coop_step), (other_logits, coop_logits))
     results.append(_compare_steps("bfloat16/train_step", low, high, repeats, tolerance=None, exact=False,
                                   method=step_method, compares="logits (not expected equal)",
                                   detail="bfloat16 vs float32 compute"))
+
+  if "shared_prefix" in paths:
+    results += prefix_bench.bench_shared_prefix(backbone, frozen, classnames, images, labels, layers=layers,
+                                                repeats=repeats, dtype=dtype, tolerance=tolerance,
+                                                methods=shared_prefix_methods, zeroshot_classes=zeroshot_classes)
   return results
 
 
 def run_benchmark(backbone, classnames: Sequence[str], *, method_names: Sequence[str], batch: int, repeats: int,
                   dtype: str = "float32", layers: int = 12, chunk: int = 25, tolerance: float = 2e-3,
-                  paths: Sequence[str] = FAST_PATHS, matmul_n: int = 2048, log=print) -> dict[str, Any]:
-  """The whole benchmark on a given backbone -> the report dict (see `format_report`)."""
+                  paths: Sequence[str] = FAST_PATHS, matmul_n: int = 2048, log=print,
+                  shared_prefix_methods: Sequence[str] = prefix_bench.METHODS,
+                  zeroshot_classes: int = prefix_bench.ZEROSHOT_CLASSES) -> dict[str, Any]:
+  """The whole benchmark on a given backbone -> the report dict (see `format_report`). The backbone's vocabulary
+  must hold `prefix_bench.vocabulary_words(zeroshot_classes)` for the shared-prefix zero-shot comparison."""
   classnames = list(classnames)
   peak = core.matmul_peak(matmul_n)
   log(f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({matmul_n}^3 float32)")
@@ -200,7 +226,8 @@ def run_benchmark(backbone, classnames: Sequence[str], *, method_names: Sequence
   step_method = "coop"
   fast = bench_fast_paths(backbone, frozen, classnames, images, labels, layers=layers, repeats=repeats, dtype=dtype,
                           chunk=chunk, tolerance=tolerance, paths=paths, main=main, steps=steps,
-                          step_method=step_method)
+                          step_method=step_method, shared_prefix_methods=shared_prefix_methods,
+                          zeroshot_classes=zeroshot_classes)
   # The machine is shared: re-measure the matmul rate at the end and keep the faster of the two.
   again = core.matmul_peak(matmul_n)
   peak = max(peak, again, key=lambda p: p["flops_per_s"])
@@ -211,7 +238,8 @@ def run_benchmark(backbone, classnames: Sequence[str], *, method_names: Sequence
       "machine": core.machine_info(),
       "matmul_peak": peak,
       "settings": {"batch": batch, "classes": len(classnames), "repeats": repeats, "dtype": dtype, "chunk": chunk,
-                   "tolerance": tolerance, "layers": layers, "methods": list(method_names)},
+                   "tolerance": tolerance, "layers": layers, "methods": list(method_names),
+                   "shared_prefix_methods": list(shared_prefix_methods), "zeroshot_classes": zeroshot_classes},
       "backbone": {"source": backbone.source, "params": backbone.num_params(),
                    "text": f"{config.text_config.hidden_size} x {config.text_config.num_hidden_layers} layers x "
                            f"{config.text_config.num_attention_heads} heads, context "
@@ -261,6 +289,8 @@ def format_report(report: dict[str, Any]) -> str:
     note = r.get("detail", "")
     if r.get("forward_speedup") is not None:
       note = (note + "; " if note else "") + f"logits-only speed-up {r['forward_speedup']:.2f}x"
+    if r.get("fast_flops") and r.get("plain_flops") and r["name"].startswith("shared_prefix"):
+      note += f"; XLA GFLOP {r['fast_flops'] / 1e9:.1f} vs {r['plain_flops'] / 1e9:.1f}"
     if r.get("fast_temp_bytes") is not None and r["name"].startswith("text_chunk"):
       note += f"; XLA temp {r['fast_temp_bytes'] / 2 ** 20:.0f} MB vs {r['plain_temp_bytes'] / 2 ** 20:.0f} MB"
     lines.append(f"| {r['name']} | {r['method']} | {r['fast_s']:.3f} | {r['plain_s']:.3f} | {r['speedup']:.2f}x | "
@@ -282,6 +312,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--chunk", type=int, default=25, help="text_chunk of the chunked-encoding comparison")
   parser.add_argument("--tolerance", type=float, default=2e-3, help="max abs logit difference of an exact fast path")
   parser.add_argument("--fast-paths", default=",".join(FAST_PATHS), help="which comparisons to run ('' = none)")
+  parser.add_argument("--shared-prefix-methods", default=",".join(prefix_bench.METHODS),
+                      help="methods of the shared_prefix comparison")
+  parser.add_argument("--zeroshot-classes", type=int, default=prefix_bench.ZEROSHOT_CLASSES,
+                      help="class names of the shared_prefix zero-shot encoding comparison (0 = skip)")
   parser.add_argument("--json", default="", help="also write the report here")
   parser.add_argument("--quick", action="store_true", help="smoke run: 1 layer, 25 classes, 2 repeats, --chunk 10")
   args = parser.parse_args(argv)
@@ -299,10 +333,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     raise SystemExit(f"unknown fast path(s) {unknown}; known: {', '.join(FAST_PATHS)}")
   classnames = core.class_list(args.classes)
   with tempfile.TemporaryDirectory(prefix="jaxprompt_bench_") as directory:
-    backbone = core.make_backbone(classnames, directory, layers=args.layers)
+    zeroshot_classes = args.zeroshot_classes if "shared_prefix" in paths else 0
+    backbone = core.make_backbone(classnames, directory, layers=args.layers,
+                                  extra_words=prefix_bench.vocabulary_words(zeroshot_classes))
     report = run_benchmark(backbone, classnames, method_names=names, batch=args.batch, repeats=args.repeats,
                            dtype=args.dtype, layers=args.layers, chunk=args.chunk, tolerance=args.tolerance,
-                           paths=paths, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                           paths=paths, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                           shared_prefix_methods=[n for n in args.shared_prefix_methods.split(",") if n],
+                           zeroshot_classes=zeroshot_classes)
   print(format_report(report), flush=True)
   if args.json:
     with open(args.json, "w") as f:

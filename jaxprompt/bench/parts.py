@@ -105,14 +105,16 @@ def random_params(config, seed: int = 0) -> dict[str, Any]:
 
 
 def make_backbone(classnames: Sequence[str], directory: str, *, layers: int = 12, tiny: bool = False,
-                  seed: int = 0) -> weights.Backbone:
-  """A random backbone whose word-level vocabulary holds every word of the class names and templates.
+                  seed: int = 0, extra_words: Sequence[str] = ()) -> weights.Backbone:
+  """A random backbone whose word-level vocabulary holds every word of the class names and templates (and
+  `extra_words`, in that order, duplicates dropped).
 
   tiny=True: the test widths of `weights.tiny_config` (with `layers` in both towers) instead of ViT-B/16.
   """
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
 
   words = list(TEMPLATE_WORDS) + [word for name in classnames for word in name.lower().split()]
+  words = list(dict.fromkeys(words + list(extra_words)))
   write_vocabulary(directory, words)
   hf_tok = CLIPTokenizer.from_pretrained(directory)
   vocab_size = len(hf_tok)  # SOS, EOS are the two largest ids (EOS = vocab_size - 1)
@@ -247,12 +249,13 @@ def sgd_optimizer():
 
 
 def prepare_train_step(method, frozen, images, labels) -> Prepared:
-  """The trainer's own jitted step (`train.make_train_step`, SGD, one-device mesh), compiled, with the donated
-  trainable tree and optimiser state threaded from call to call."""
+  """The trainer's own jitted step (`train.make_train_step` over `train.method_loss`, SGD, one-device mesh),
+  compiled, with the donated trainable tree and optimiser state threaded from call to call."""
   optimizer, schedule = sgd_optimizer()
-  step = train.make_train_step(method, optimizer, schedule, parallel.make_mesh(1))
+  step = train.make_train_step(train.method_loss(method), optimizer, schedule, parallel.make_mesh(1))
   trainable = method.init(jax.random.key(0))
-  args = (trainable, optimizer.init(trainable), frozen, images, labels, jnp.asarray(0))
+  batch = {"images": images, "labels": labels}
+  args = (trainable, optimizer.init(trainable), frozen, batch, jnp.asarray(0))
   return prepare(step, args, thread=lambda args, out: (out[0], out[1]) + args[2:])
 
 
@@ -274,4 +277,5 @@ def compare(name: str, fast: Timing, plain: Timing, fast_out, plain_out, *, tole
           "passed": (diff <= tolerance) if exact else None,
           "target_speedup": target, "target_met": None if target is None else speedup >= target,
           "fast_compile_s": fast.compile_s, "plain_compile_s": plain.compile_s,
-          "fast_temp_bytes": fast.temp_bytes, "plain_temp_bytes": plain.temp_bytes, **extra}
+          "fast_temp_bytes": fast.temp_bytes, "plain_temp_bytes": plain.temp_bytes,
+          "fast_flops": fast.flops, "plain_flops": plain.flops, **extra}

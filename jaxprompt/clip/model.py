@@ -2,13 +2,15 @@
 
 The parameter tree is exactly `FlaxCLIPModel.params` (transformers 4.x): `text_model`, `vision_model`,
 `text_projection`, `visual_projection`, `logit_scale`. What FlaxCLIPModel does not offer, and every prompt method
-needs (see specs/clip.md):
+needs (see docs/methods/clip.md):
 
 * embeddings in, not ids: the text tower takes token embeddings (B, L, D) and adds positional embeddings itself,
   except where `position_mask` is 0 (RPO writes whole rows);
 * extra tokens appended to the vision sequence before `pre_layrnorm` (VPT, MaPLe, RPO);
 * deep prompts: `DeepPrompts(values, start)` overwrites tokens `start..start+n` before blocks 1..len(values);
 * an additive attention bias broadcastable to (batch, heads, query, key), per example if needed;
+* a shared prefix (`encode_text_prefix` / `encode_text_suffix`): leading positions common to every prompt run once,
+  each layer's keys/values kept, and the per-class suffixes run against them (`methods/shared_prefix.py`);
 * final-normed hidden states out (text: `final_layer_norm`, vision: `post_layernorm` on every row), so a caller
   gathers any positions and projects them with `project_text` / `project_image`;
 * a compute dtype: float32 by default, bfloat16 matmuls with float32 parameters, LayerNorm, softmax and residual
@@ -152,15 +154,28 @@ class Attention(nn.Module):
     """x (B, L, D) -> keys, values (B, L, H, D/H). Exposed so callers can cache them (RPO's read-only path)."""
     return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
 
-  def attend(self, x: Array, keys: Array, values: Array, bias: Array | None = None) -> Array:
-    """Queries from x (B, Lq, D) attend to keys/values (B, Lk, H, D/H); bias broadcasts to (B, H, Lq, Lk)."""
+  def attend(self, x: Array, keys: Array, values: Array, bias: Array | None = None,
+             prefix: tuple[Array, Array] | None = None) -> Array:
+    """Queries from x (B, Lq, D) attend to keys/values (B, Lk, H, D/H); bias broadcasts to (B, H, Lq, Lk).
+
+    prefix: (keys, values) (P, H, D/H) of a prefix every query reads in full before its own keys (one softmax over
+    P + Lk keys; the bias covers the own keys only). Shared by the batch, so its gradient sums over it.
+    """
     head_dim = self.width // self.heads
     queries = self.split_heads(self.q_proj(x)) * (head_dim ** -0.5)
     logits = jnp.einsum("bqhd,bkhd->bhqk", queries, keys, preferred_element_type=jnp.float32)
     if bias is not None:
       logits = logits + bias
+    if prefix is not None:
+      prefix_logits = jnp.einsum("bqhd,khd->bhqk", queries, prefix[0], preferred_element_type=jnp.float32)
+      logits = jnp.concatenate([prefix_logits, logits], axis=-1)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, values.astype(self.dtype))
+    if prefix is not None:
+      n = prefix[0].shape[0]
+      out = jnp.einsum("bhqk,khd->bqhd", weights[..., :n], prefix[1].astype(self.dtype))
+      out = out + jnp.einsum("bhqk,bkhd->bqhd", weights[..., n:], values.astype(self.dtype))
+    else:
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, values.astype(self.dtype))
     return self.out_proj(out.reshape(out.shape[:2] + (self.width,)))
 
   def __call__(self, x: Array, bias: Array | None = None) -> Array:
@@ -199,6 +214,21 @@ class Block(nn.Module):
     x = x + self.self_attn(self.layer_norm1(x).astype(self.dtype), bias)
     return x + self.mlp(self.layer_norm2(x).astype(self.dtype))
 
+  def with_keys_values(self, x: Array, bias: Array | None = None) -> tuple[Array, Array]:
+    """`__call__`, also returning what its attention read: (next x (B, L, D), keys/values (2, B, L, H, D/H))."""
+    h = self.layer_norm1(x).astype(self.dtype)
+    keys, values = self.self_attn.keys_values(h)
+    x = x + self.self_attn.attend(h, keys, values, bias)
+    return x + self.mlp(self.layer_norm2(x).astype(self.dtype)), jnp.stack([keys, values])
+
+  def after_prefix(self, x: Array, prefix: Array, bias: Array | None = None) -> Array:
+    """`__call__` for tokens that follow a prefix: x (B, L, D) reads prefix keys/values (2, P, H, D/H) in full, then
+    its own keys under `bias` (B, H, L, L)."""
+    h = self.layer_norm1(x).astype(self.dtype)
+    keys, values = self.self_attn.keys_values(h)
+    x = x + self.self_attn.attend(h, keys, values, bias, prefix=(prefix[0], prefix[1]))
+    return x + self.mlp(self.layer_norm2(x).astype(self.dtype))
+
 
 def write_tokens(x: Array, values: Array, start: int) -> Array:
   """Overwrites tokens start..start+n-1 of x (B, L, D) with values (n, D) or (B, n, D)."""
@@ -216,18 +246,42 @@ class LayerStack(nn.Module):
   remat: bool = False
 
   def setup(self):
-    block = nn.remat(Block) if self.remat else Block
+    block = nn.remat(Block, methods=["__call__", "with_keys_values", "after_prefix"]) if self.remat else Block
     self.blocks = [block(self.spec, self.dtype, name=str(i)) for i in range(self.spec.depth)]
 
-  def __call__(self, x: Array, bias: Array | None, deep: DeepPrompts | None) -> Array:
+  def _deep_layers(self, deep: DeepPrompts | None) -> int:
     n_deep = 0 if deep is None else deep.values.shape[0]
     if n_deep >= self.spec.depth:
       raise ValueError(f"{n_deep} deep prompt layers, but the tower has only {self.spec.depth - 1} blocks after the "
                        "first (deep prompts replace tokens before blocks 1..depth-1)")
+    return n_deep
+
+  def __call__(self, x: Array, bias: Array | None, deep: DeepPrompts | None) -> Array:
+    n_deep = self._deep_layers(deep)
     for index, block in enumerate(self.blocks):
       if 1 <= index <= n_deep:
         x = write_tokens(x, deep.values[index - 1], deep.start)
       x = block(x, bias)
+    return x
+
+  def prefix(self, x: Array, bias: Array | None, deep: DeepPrompts | None) -> Array:
+    """x (1, P, D) -> every block's keys/values (depth, 2, P, H, D/H) (the prefix's outputs are not needed)."""
+    n_deep = self._deep_layers(deep)
+    keys_values = []
+    for index, block in enumerate(self.blocks):
+      if 1 <= index <= n_deep:
+        x = write_tokens(x, deep.values[index - 1], deep.start)
+      x, layer_keys_values = block.with_keys_values(x, bias)
+      keys_values.append(layer_keys_values[:, 0])
+    return jnp.stack(keys_values)
+
+  def suffix(self, x: Array, prefix: Array, bias: Array | None, deep: DeepPrompts | None) -> Array:
+    """x (B, S, D) after a prefix with keys/values `prefix` (depth, 2, P, H, D/H) -> (B, S, D)."""
+    n_deep = self._deep_layers(deep)
+    for index, block in enumerate(self.blocks):
+      if 1 <= index <= n_deep:
+        x = write_tokens(x, deep.values[index - 1], deep.start)
+      x = block.after_prefix(x, prefix[index], bias)
     return x
 
 
@@ -256,11 +310,12 @@ class TextEmbeddings(nn.Module):
     self.token_embedding = nn.Embed(self.spec.vocab_size, self.spec.width, param_dtype=jnp.float32)
     self.position_embedding = nn.Embed(self.spec.context_length, self.spec.width, param_dtype=jnp.float32)
 
-  def __call__(self, token_embeds: Array, position_mask: Array | None) -> Array:
+  def __call__(self, token_embeds: Array, position_mask: Array | None, offset: int = 0) -> Array:
+    """offset: the position of the first token (a suffix after a shared prefix of that length)."""
     if self.is_initializing():
       _ = self.token_embedding.embedding  # the table is read by callers (embed_tokens), not here: create it
     length = token_embeds.shape[1]
-    positions = self.position_embedding.embedding[:length]
+    positions = self.position_embedding.embedding[offset:offset + length]
     if position_mask is not None:
       positions = positions * position_mask[..., None]
     return token_embeds + positions
@@ -291,6 +346,30 @@ class TextTower(nn.Module):
     full_bias = causal_bias(length) if bias is None else causal_bias(length) + bias
     x = self.encoder(x, full_bias, deep)
     return self.final_layer_norm(x)
+
+  def encode_prefix(self, token_embeds: Array, *, deep: DeepPrompts | None = None) -> Array:
+    """A prefix shared by many prompts: (1, P, D) -> every layer's keys/values (depth, 2, P, H, D/H).
+
+    deep: prompts overwriting prefix positions (start counted in the prefix)."""
+    self._check_length(token_embeds.shape[1])
+    x = self.embeddings(token_embeds.astype(jnp.float32), None)
+    return self.encoder.layers.prefix(x, causal_bias(x.shape[1]), deep)
+
+  def encode_suffix(self, token_embeds: Array, prefix: Array, *, deep: DeepPrompts | None = None) -> Array:
+    """Suffixes (B, S, D) that follow a prefix with keys/values `prefix` (from `encode_prefix`, P positions):
+    positional embeddings of positions P..P+S-1, each token reads the whole prefix and its own earlier tokens
+    -> final-normed hidden states (B, S, D), equal to those positions of the full sequences.
+
+    deep: prompts overwriting suffix positions (start counted in the suffix)."""
+    offset = prefix.shape[2]
+    self._check_length(offset + token_embeds.shape[1])
+    x = self.embeddings(token_embeds.astype(jnp.float32), None, offset)
+    x = self.encoder.layers.suffix(x, prefix, causal_bias(x.shape[1]), deep)
+    return self.final_layer_norm(x)
+
+  def _check_length(self, length: int) -> None:
+    if length > self.spec.context_length:
+      raise ValueError(f"text sequence of length {length} exceeds the context length {self.spec.context_length}")
 
 
 class VisionEmbeddings(nn.Module):
@@ -373,6 +452,16 @@ class CLIP:
   def encode_text(self, params: Params, token_embeds: Array, **hooks) -> Array:
     """(B, L, D_text) -> final-normed hidden (B, L, D_text); hooks: position_mask, bias, deep."""
     return self.text_tower.apply({"params": params["text_model"]}, token_embeds, **hooks)
+
+  def encode_text_prefix(self, params: Params, token_embeds: Array, **hooks) -> Array:
+    """A shared prefix (1, P, D_text) -> per-layer keys/values (depth, 2, P, H, D/H); hooks: deep."""
+    return self.text_tower.apply({"params": params["text_model"]}, token_embeds, method="encode_prefix", **hooks)
+
+  def encode_text_suffix(self, params: Params, token_embeds: Array, prefix: Array, **hooks) -> Array:
+    """Suffixes (B, S, D_text) after a prefix (keys/values from `encode_text_prefix`) -> final-normed hidden
+    (B, S, D_text); hooks: deep."""
+    return self.text_tower.apply({"params": params["text_model"]}, token_embeds, prefix, method="encode_suffix",
+                                 **hooks)
 
   def project_text(self, params: Params, hidden: Array) -> Array:
     """(..., D_text) -> (..., embed_dim)."""
