@@ -303,6 +303,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.eval_only:
     raise ValueError("config.eval_only=True: evaluation runs through jaxprompt.trainers.evaluation.run "
                      "(python -m jaxprompt.main --mode eval), not train.run")
+  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
   with workdirs.open_run(config, workdir):
     return _run(config, workdir)
 

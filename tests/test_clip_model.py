@@ -1,4 +1,4 @@
-"""The CLIP towers equal FlaxCLIPModel, and every hook does what specs/clip.md says."""
+"""The CLIP towers equal FlaxCLIPModel, and every hook does what docs/methods/clip.md says."""
 
 import jax
 import jax.numpy as jnp

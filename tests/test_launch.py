@@ -244,6 +244,7 @@ def test_tpu_tarball_ships_the_code_but_no_venv_runs_or_local_gs_paths(tmp_path,
   assert "gcsfs" in " ".join(cmds[-1])  # gs:// workdirs need gcsfs on every worker
 
 
+@pytest.mark.slow  # two real training subprocesses (~80 s of CPU); the sweep logic itself is tested above
 def test_smoke_sweep_with_the_real_trainer(tmp_path, monkeypatch):
   """End to end: configs/smoke.py (tiny CLIP, world tasks; the lead's file) over 2 seeds, 2 at a time; the second
   call skips both; the report has the table and a plot."""

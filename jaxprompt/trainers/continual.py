@@ -75,6 +75,7 @@ def train_task(config, task_dir: str, method, trainable: Params, task_source, fr
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Learns the tasks in turn; returns (and writes) the results with the accuracy table and forgetting."""
+  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
   with workdirs.open_run(config, workdir):
     return _run(config, workdir)
 

@@ -208,6 +208,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.eval_only:
     raise ValueError("config.run_kind='linear_probe' has no --mode eval: a run fits and evaluates in seconds, re-run "
                      "it")
+  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
   with workdirs.open_run(config, workdir):
     return _run(config, workdir)
 
