@@ -297,15 +297,22 @@ def load_backbone(config: ml_collections.ConfigDict) -> weights.Backbone:
   return backbone
 
 
+def held_run(config: ml_collections.ConfigDict, workdir: str, body: Callable[[Any, str], dict]) -> dict[str, Any]:
+  """body(config, workdir) while this process holds the workdir (`workdir.open_run`: lock, config check,
+  config.json, history); every run kind runs this way. The multi-host runtime starts first: the lock asks JAX for
+  the process index, and nothing may touch JAX before `jax.distributed.initialize`."""
+  parallel.initialize(config.multihost)
+  with workdirs.open_run(config, workdir):
+    return body(config, workdir)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) and evaluates, writing `<workdir>/results.json`. (`--mode eval` runs
   `jaxprompt.trainers.evaluation.run` instead, which never writes into the training files.)"""
   if config.eval_only:
     raise ValueError("config.eval_only=True: evaluation runs through jaxprompt.trainers.evaluation.run "
                      "(python -m jaxprompt.main --mode eval), not train.run")
-  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
-  with workdirs.open_run(config, workdir):
-    return _run(config, workdir)
+  return held_run(config, workdir, _run)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

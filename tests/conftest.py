@@ -104,3 +104,16 @@ def make_coop(root, folder, image_subdir, split_name, classes, per_split=(3, 1, 
         i += 1
   write_json(os.path.join(root, folder, split_name), split)
   return split
+
+
+# --- the smoke run (tiny random CLIP, world_shapes, CoOp): test_train, test_faults, test_gcs, test_predict ------------
+def smoke_config(method: str = "coop", **changes) -> ml_collections.ConfigDict:
+  """A seconds-long single-task run config; `changes` are flattened keys ({"optim.lr": 0.1, "seed": 2})."""
+  config = run_config.base_config()
+  config.backbone = "tiny-random"
+  config.data.name = "world_shapes"
+  config.method.name = method
+  config.optim.lr = 0.01
+  config = run_config.apply_smoke(config)
+  config.update_from_flattened_dict(changes)
+  return config

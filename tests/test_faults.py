@@ -1,12 +1,7 @@
 """Faults lose nothing: a workdir holds one experiment (config check, lock), files are written atomically, a bad
 latest checkpoint falls back to the previous one, metrics.jsonl has no step twice after a resume, and a sweep does
-not take a truncated results.json for a finished run.
+not take a truncated results.json for a finished run."""
 
-Tests marked `needs_wiring` go through `train.run`/`train.fit` and pass once `jaxprompt/train.py` calls
-`workdir.open_run` and `workdir.rewind_metrics` (the lead's wiring); until then they are skipped, saying so.
-"""
-
-import inspect
 import json
 import logging
 import os
@@ -20,23 +15,9 @@ import numpy as np
 import pytest
 
 from jaxprompt import checkpoint, parallel, train, workdir
-from jaxprompt.config import apply_smoke, base_config
+from tests.conftest import smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIRED = "open_run(" in inspect.getsource(train) and "rewind_metrics(" in inspect.getsource(train)
-needs_wiring = pytest.mark.skipif(not WIRED, reason="needs train.py to call workdir.open_run and "
-                                                    "workdir.rewind_metrics (the lead's wiring)")
-
-
-def smoke_config(**changes):
-  config = base_config()
-  config.backbone = "tiny-random"
-  config.data.name = "world_shapes"
-  config.method.name = "coop"
-  config.optim.lr = 0.01
-  config = apply_smoke(config)
-  config.update_from_flattened_dict(changes)
-  return config
 
 
 def _files(directory):
@@ -104,7 +85,6 @@ def test_unreadable_config_json_is_named(tmp_path):
   assert (tmp_path / "config.json").read_text() == '{"seed": 1, "optim": {"lr"'
 
 
-@needs_wiring
 def test_train_run_refuses_another_lr_before_writing(tmp_path):
   run_dir = tmp_path / "run"
   with pytest.raises(SystemExit):
@@ -269,7 +249,6 @@ def test_fit_resumes_from_the_previous_checkpoint_when_the_latest_is_corrupt(tmp
   assert any(name.startswith("bad-4-") for name in os.listdir(tmp_path / "cut" / "checkpoints"))
 
 
-@needs_wiring
 def test_metrics_have_no_duplicate_steps_after_a_fallback_resume(tmp_path):
   changes = {"optim.schedule": "constant", "optim.epochs": 3, "train.checkpoint_every": 2, "train.log_every": 1,
              "train.keep_checkpoints": 3}

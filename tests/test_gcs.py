@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from jaxprompt import checkpoint, workdir
-from tests.test_faults import needs_wiring, smoke_config
+from tests.conftest import smoke_config
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gcp_storage_emulator") is None or importlib.util.find_spec("gcsfs") is None,
@@ -219,7 +219,6 @@ KILL_RUN = ["-m", "jaxprompt.main", "--config", os.path.join(ROOT, "configs", "s
 
 
 @pytest.mark.slow  # two real runs in subprocesses (~60 s on a shared CPU)
-@needs_wiring
 def test_train_kill_resume_and_read_results_back_on_gcs(emulator, local_cwd, tmp_path_factory):
   """End to end through `python -m jaxprompt.main --workdir gs://...`: SIGKILL after the first checkpoint, run the
   same command again (takes over the dead run's lock, resumes), read results back from the bucket.

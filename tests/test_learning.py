@@ -18,8 +18,8 @@ every seed because the test images are fixed):
 world_misaligned (mixed names, zero-shot 30.9): LAMM 39.5 / 46.1 / 39.1, CoOp 31.6 / 29.3 / 29.7; LAMM - CoOp
 +7.8 / +16.8 / +9.4, margin LAMM_OVER_COOP = 4.
 Base-to-novel on world_styles/sketch (base = circle..star, novel = cross..heart, 4 classes each): zero-shot base 50.0,
-novel 40.6; CoOp base 66.4 / 68.8 / 65.6 (gain >= 15.6, margin B2N_BASE_GAIN = 8), novel 47.7 / 44.5 / 45.3 (required
-> 30, chance 25), HM 55.5 / 54.1 / 53.6.
+novel 57.8, HM 53.6; CoOp base 66.4 / 68.8 / 65.6 (gain >= 15.6, margin B2N_BASE_GAIN = 8), novel 56.2 / 57.0 / 59.4
+(required > 30, chance 25), HM 60.9 / 62.3 / 62.3.
 
 The tests fail on broken methods (checked by breaking the code locally): LAMM's labels behind a stop_gradient ->
 lamm 34.8 (= zero-shot, gain 0 < 5) and LAMM 30.9 vs CoOp 31.6 on world_misaligned; RPO's image-side bias opened to

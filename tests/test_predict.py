@@ -18,22 +18,14 @@ from PIL import Image
 import jaxprompt
 from jaxprompt import checkpoint, methods, predict, train
 from jaxprompt import workdir as workdir_files
-from jaxprompt.config import apply_smoke, base_config
 from jaxprompt.data import pipeline, protocol
-from tests.conftest import ROOT
+from tests.conftest import ROOT, smoke_config
 
 
 def tiny_config(**changes):
-  """The smoke run of tests/test_train.py (tiny random CLIP, world_shapes, CoOp), 2 steps, 2 test images a class."""
-  config = base_config()
-  config.backbone = "tiny-random"
-  config.data.name = "world_shapes"
-  config.method.name = "coop"
-  config.optim.lr = 0.01
-  config = apply_smoke(config)
-  config.train.max_steps = 2
+  """The smoke run of tests/conftest.py, 2 steps, 2 test images a class."""
+  config = smoke_config(**{"train.max_steps": 2, **changes})
   config.data.options.test_per_class = 2
-  config.update_from_flattened_dict(changes)
   return config
 
 
@@ -228,8 +220,9 @@ def test_example_notebook_runs(tmp_path, monkeypatch):
 
 
 def test_prompt_export_alone_and_the_templates_rule(trained, tmp_path, capsys):
-  """An export without its workdir needs --config, or --backbone plus the dataset's templates; a workdir whose
-  dataset is not on this machine needs `templates` (CoOp's block leaves `method.templates` empty)."""
+  """An export records the dataset's templates, so it rebuilds its method alone; an export without them (older
+  runs) needs --config, or --backbone plus --templates; so does a workdir whose dataset is not on this machine (CoOp's
+  block leaves `method.templates` empty)."""
   config, workdir, source = trained
   image = write_pngs(tmp_path / "imgs", world_test_images(source)[:1])[0]
   expected = jaxprompt.load_run(workdir).logits([image])
@@ -238,6 +231,11 @@ def test_prompt_export_alone_and_the_templates_rule(trained, tmp_path, capsys):
   for name in ("prompts.npz", "prompts.json"):
     shutil.copy(os.path.join(workdir, name), export / name)
   prompts = str(export / "prompts.npz")
+  alone = predict.load_export(prompts, backbone="tiny-random")
+  np.testing.assert_array_equal(alone.logits([image]), expected)
+  metadata = json.loads((export / "prompts.json").read_text())
+  assert metadata.pop("dataset_templates")
+  (export / "prompts.json").write_text(json.dumps(metadata))  # as an export written before templates were recorded
 
   assert predict.main(["--prompts", prompts, "--backbone", "tiny-random", image]) == 2
   err = capsys.readouterr().err
@@ -254,7 +252,7 @@ def test_prompt_export_alone_and_the_templates_rule(trained, tmp_path, capsys):
   elsewhere = tmp_path / "moved_run"
   elsewhere.mkdir()
   for name in ("prompts.npz", "prompts.json"):
-    shutil.copy(os.path.join(workdir, name), elsewhere / name)
+    shutil.copy(export / name, elsewhere / name)  # the export without recorded templates
   moved = json.loads(open(os.path.join(workdir, "config.json")).read())
   moved["data"].update(name="dtd", root=str(tmp_path / "no_datasets_here"), options={})
   (elsewhere / "config.json").write_text(json.dumps(moved))

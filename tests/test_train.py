@@ -11,18 +11,8 @@ import pytest
 
 from jaxprompt import checkpoint, parallel, train
 from jaxprompt.trainers import evaluation
-from jaxprompt.config import apply_smoke, base_config
-
-
-def smoke_config(method="coop", **changes):
-  config = base_config()
-  config.backbone = "tiny-random"
-  config.data.name = "world_shapes"
-  config.method.name = method
-  config.optim.lr = 0.01
-  config = apply_smoke(config)
-  config.update_from_flattened_dict(changes)
-  return config
+from jaxprompt.config import base_config
+from tests.conftest import smoke_config
 
 
 def _prompts(workdir):

@@ -33,7 +33,6 @@ import numpy as np
 import optax
 
 from jaxprompt import checkpoint, evaluate, methods, parallel, train
-from jaxprompt import workdir as workdirs
 from jaxprompt.data import fewshot, pipeline, protocol
 from jaxprompt.report import run_files
 
@@ -75,9 +74,7 @@ def train_task(config, task_dir: str, method, trainable: Params, task_source, fr
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Learns the tasks in turn; returns (and writes) the results with the accuracy table and forgetting."""
-  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
-  with workdirs.open_run(config, workdir):
-    return _run(config, workdir)
+  return train.held_run(config, workdir, _run)
 
 
 def _run(config, workdir: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxprompt import parallel, train
+from jaxprompt import train
 from jaxprompt import workdir as workdirs
 from jaxprompt.report import groups, run_files
 
@@ -31,9 +31,7 @@ def method_run_config(config: ml_collections.ConfigDict, name: str) -> ml_collec
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or reads back) every demo method; writes and returns the demo's results (one row per method)."""
-  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
-  with workdirs.open_run(config, workdir):
-    return _run(config, workdir)
+  return train.held_run(config, workdir, _run)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import scipy.special
 from jax.experimental import multihost_utils
 
 from jaxprompt import evaluate, parallel, train
-from jaxprompt import workdir as workdirs
 from jaxprompt.config import LINEAR_PROBE_GRID
 from jaxprompt.data import fewshot, pipeline, protocol
 from jaxprompt.report import evaluation_files, run_files
@@ -208,9 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.eval_only:
     raise ValueError("config.run_kind='linear_probe' has no --mode eval: a run fits and evaluates in seconds, re-run "
                      "it")
-  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
-  with workdirs.open_run(config, workdir):
-    return _run(config, workdir)
+  return train.held_run(config, workdir, _run)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

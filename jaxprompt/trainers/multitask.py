@@ -213,9 +213,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   """Groups (mmap_mt), trains (or resumes, or only evaluates), evaluates every task; writes results.json/.md."""
   if config.eval_only:  # evaluation writes nothing into the training run's files (see trainers/evaluation.py)
     return _run(config, workdir)
-  parallel.initialize(config.multihost)  # before anything touches JAX (the workdir lock asks for the process index)
-  with workdirs.open_run(config, workdir):
-    return _run(config, workdir)
+  return train.held_run(config, workdir, _run)
 
 
 def _run(config, workdir: str) -> dict[str, Any]:
