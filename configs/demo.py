@@ -11,16 +11,16 @@ recipes are for ViT-B/16 and its logit scale 100; this CLIP's is 25 and its toke
 for words and ~0.5 for EOS). Whole images are used (`data.min_crop_scale=1.0`, flip only): RandomResizedCrop down to
 8 % of a 32-px drawing cuts the shape away (zero-shot accuracy on such crops falls from 56 % to 33 %).
 
-Measured (seed 1, 2 CPU cores, 39 s for the whole command):
+Measured (seed 1, 2 shared x86_64 CPU cores, 47-52 s for the whole command over two runs; the table is the 47 s one):
 
 | method | accuracy | trainable params | time (s) |
 |---|---|---|---|
-| zeroshot | 34.8 | 0 | 2.8 |
-| coop | 51.6 | 512 | 5.5 |
-| maple | 48.4 | 50,304 | 7.8 |
-| rpo | 44.1 | 2,048 | 8.4 |
-| lamm | 53.5 | 1,024 | 6.3 |
-| mmap | 46.5 | 268 | 7.2 |
+| zeroshot | 34.8 | 0 | 5.1 |
+| coop | 51.6 | 512 | 5.6 |
+| maple | 48.4 | 50,304 | 8.0 |
+| rpo | 44.1 | 2,048 | 9.5 |
+| lamm | 53.9 | 1,024 | 6.5 |
+| mmap | 46.5 | 268 | 7.4 |
 
 Recipe notes: RPO's read-only prompts collapse at lr >= 0.01 on this model (every class's text prompt rows end up
 reading the same template tokens: text features of all classes agree to cos 0.998 and the accuracy is chance), so it
