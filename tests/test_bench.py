@@ -37,7 +37,7 @@ def test_vocabulary_and_vit_b16_shapes(tmp_path):
   assert len(tok.encode("a photo of a ceiling fan.")) == 7  # every word is one token
   config = core.vit_b16_config(vocab_size=49408)
   shapes = core.weights.flatten(core.weights.expected_shapes(config))
-  assert sum(int(np.prod(s)) for s in shapes.values()) == 149_620_737  # specs/clip.md
+  assert sum(int(np.prod(s)) for s in shapes.values()) == 149_620_737  # docs/methods/clip.md
 
 
 def test_report_structure(report):

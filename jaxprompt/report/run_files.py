@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from jaxprompt import trees
+from jaxprompt import workdir as workdirs
 from jaxprompt.report import event_files
 from jaxprompt.report.run_tables import results_table
 
@@ -74,8 +75,7 @@ class MetricsLog:
     if self.events is not None and (not isinstance(plain.get("step"), int) or isinstance(plain["step"], bool)):
       raise ValueError(f"metrics record step={plain.get('step')!r}: TensorBoard needs an int step "
                        f"(record keys {sorted(plain)})")
-    with open(self.path, "a") as f:
-      f.write(json.dumps(plain) + "\n")
+    workdirs.append_text(self.path, json.dumps(plain) + "\n")  # local or gs://
     if self.events is not None:
       self.events.write_scalars(plain["step"], {
           name: value for name, value in plain.items() if name not in ("step", "epoch")
@@ -157,10 +157,7 @@ def write_results(workdir: str, results: dict[str, Any]) -> None:
 
 
 def _write_atomic(path: str, text: str) -> None:
-  partial = path + ".partial"
-  with open(partial, "w") as f:
-    f.write(text)
-  os.replace(partial, path)
+  workdirs.write_text_atomic(path, text)  # local: temp + rename; gs://: one upload
 
 
 def harmonic_mean(base: float, novel: float) -> float:
