@@ -329,9 +329,15 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       kind="single", run=run_info(config), metrics=evaluate.metrics_of(evaluations),
       trainable_params=method.num_trainable(), time_s=time.time() - start_time, steps=steps_done,
       corrupt_images=corrupt.entries(), per_class={name: e.per_class() for name, e in evaluations.items()})
-  run_files.write_results(workdir, results)
+  return write_single_results(workdir, results, evaluations)
+
+
+def write_single_results(out_dir: str, results: dict[str, Any], evaluations: dict) -> dict[str, Any]:
+  """results.json + results.md and each evaluation's per-class / confusion files in `out_dir`; prints the table."""
   if run_files.is_writer():
-    evaluation_files.write_evaluations(workdir, evaluations)
+    workdirs.as_path(out_dir).mkdir(parents=True, exist_ok=True)
+    run_files.write_results(out_dir, results)
+    evaluation_files.write_evaluations(out_dir, evaluations)
   print(run_files.results_table(results), flush=True)
   return results
 

@@ -117,3 +117,18 @@ def smoke_config(method: str = "coop", **changes) -> ml_collections.ConfigDict:
   config = run_config.apply_smoke(config)
   config.update_from_flattened_dict(changes)
   return config
+
+
+class FixedBatches:
+  """A `train.TrainData` that always returns the same tiny batch {"x": ones (2, 3)} (loop-level tests)."""
+
+  steps_per_epoch, images_per_step = 2, 2
+
+  def next_batch(self, mesh):
+    return {"x": np.ones((2, 3), np.float32)}
+
+  def get_state(self):
+    return {}
+
+  def set_state(self, state):
+    pass

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxprompt import checkpoint, parallel, train, workdir
-from tests.conftest import smoke_config
+from tests.conftest import FixedBatches, smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -217,23 +217,12 @@ def test_no_good_checkpoint_is_one_line_naming_the_directory(tmp_path):
   checkpoints.close()
 
 
-class _FixedBatches:
-  steps_per_epoch, images_per_step = 2, 2
-
-  def next_batch(self, mesh):
-    return {"x": np.ones((2, 3), np.float32)}
-
-  def get_state(self):
-    return {}
-
-  def set_state(self, state):
-    pass
 
 
 def _fit(config, directory):
   loss_fn = lambda params, frozen, batch: (jnp.sum((params["w"] * batch["x"][0] - 1.0) ** 2), {})
   return train.fit(config, str(directory), loss_fn=loss_fn, init=lambda key: {"w": jnp.full((3,), 0.1)}, frozen={},
-                   data=_FixedBatches(), mesh=parallel.make_mesh(1), seed=0)
+                   data=FixedBatches(), mesh=parallel.make_mesh(1), seed=0)
 
 
 def test_fit_resumes_from_the_previous_checkpoint_when_the_latest_is_corrupt(tmp_path):

@@ -30,7 +30,6 @@ only 39.1 / 39.1 / 34.8 (gains 4.3 / 4.3 / 0). A frozen CoOp context is zero-sho
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys

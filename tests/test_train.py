@@ -12,7 +12,7 @@ import pytest
 from jaxprompt import checkpoint, parallel, train
 from jaxprompt.trainers import evaluation
 from jaxprompt.config import base_config
-from tests.conftest import smoke_config
+from tests.conftest import FixedBatches, smoke_config
 
 
 def _prompts(workdir):
@@ -76,19 +76,6 @@ def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path):
   assert not os.path.exists(tmp_path / "nan" / "results.json")
 
 
-class _FixedBatches:
-  """A `train.TrainData` that always returns the same tiny batch (for loop-level tests)."""
-
-  steps_per_epoch, images_per_step = 2, 2
-
-  def next_batch(self, mesh):
-    return {"x": np.ones((2, 3), np.float32)}
-
-  def get_state(self):
-    return {}
-
-  def set_state(self, state):
-    pass
 
 
 def test_divergence_with_a_finite_loss_stops_naming_a_finalised_checkpoint(tmp_path):
@@ -99,7 +86,7 @@ def test_divergence_with_a_finite_loss_stops_naming_a_finalised_checkpoint(tmp_p
   workdir = tmp_path / "diverged"
   with pytest.raises(train.NonFiniteError, match="trainable_norm=inf") as error:
     train.fit(config, str(workdir), loss_fn=loss_fn, init=lambda key: {"w": jnp.full((3,), 0.1)}, frozen={},
-              data=_FixedBatches(), mesh=parallel.make_mesh(1), seed=0)
+              data=FixedBatches(), mesh=parallel.make_mesh(1), seed=0)
   named = str(error.value).rsplit("last good checkpoint: ", 1)[1]
   assert named == "none saved yet" or os.path.isdir(named)
   assert not (workdir / "prompts.npz").exists()

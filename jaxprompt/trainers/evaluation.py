@@ -25,7 +25,7 @@ import optax
 from jaxprompt import checkpoint, evaluate, methods, parallel, train
 from jaxprompt import workdir as workdirs
 from jaxprompt.data import pipeline, protocol
-from jaxprompt.report import evaluation_files, run_files
+from jaxprompt.report import run_files
 
 Params = dict[str, Any]
 
@@ -47,12 +47,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       kind="single", run=train.run_info(config), metrics=evaluate.metrics_of(evaluations),
       trainable_params=method.num_trainable(), time_s=time.time() - start_time, steps=None, evaluated=what,
       corrupt_images=corrupt.entries(), per_class={name: e.per_class() for name, e in evaluations.items()})
-  if run_files.is_writer():
-    workdirs.as_path(out_dir).mkdir(parents=True, exist_ok=True)
-    run_files.write_results(out_dir, results)
-    evaluation_files.write_evaluations(out_dir, evaluations)
-  print(run_files.results_table(results), flush=True)
-  return results
+  return train.write_single_results(out_dir, results, evaluations)
 
 
 def eval_name(config: ml_collections.ConfigDict, what: str) -> str:

@@ -41,7 +41,7 @@ from jax.experimental import multihost_utils
 from jaxprompt import evaluate, parallel, train
 from jaxprompt.config import LINEAR_PROBE_GRID
 from jaxprompt.data import fewshot, pipeline, protocol
-from jaxprompt.report import evaluation_files, run_files
+from jaxprompt.report import run_files
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +260,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       metrics=evaluate.metrics_of(evaluations), trainable_params=classifier.weights.size + classifier.bias.size,
       time_s=time.time() - start_time, steps=None, linear_probe=probe, skipped=skipped,
       corrupt_images=corrupt.entries(), per_class={name: e.per_class() for name, e in evaluations.items()})
-  run_files.write_results(workdir, results)
-  if run_files.is_writer():
-    evaluation_files.write_evaluations(workdir, evaluations)
-  print(run_files.results_table(results), flush=True)
-  return results
+  return train.write_single_results(workdir, results, evaluations)
 
 
 def probe_options(options: ml_collections.ConfigDict) -> dict[str, Any]:
