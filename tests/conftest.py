@@ -132,3 +132,9 @@ class FixedBatches:
 
   def set_state(self, state):
     pass
+
+
+def token_rows(backbone, text: str) -> np.ndarray:
+  """The token embedding rows (n, D_text) of `text`'s BPE tokens: what a prompt initialised from `text` holds."""
+  table = backbone.params["text_model"]["embeddings"]["token_embedding"]["embedding"]
+  return np.asarray(table)[backbone.tokenizer.encode(text)]

@@ -16,24 +16,17 @@ from jaxprompt.clip.model import cosine_logits
 from jaxprompt.methods import templates as template_sets
 from jaxprompt.methods.base import resolve_templates
 from tests.conftest import load_config_file
+from tests.conftest import token_rows
 from tests.conftest import method_config as config
 
 NAMES = ["cat", "dog", "red_circle", "big car"]
 LABELS = jnp.array([0, 1, 2, 3, 0, 2])
 PHRASE = "a big-red photo of a"   # 5 words, 7 tokens: a big - red photo | of a
-TABLE = ("text_model", "embeddings", "token_embedding", "embedding")
 
 
 @pytest.fixture(scope="module")
 def images():
   return jax.random.normal(jax.random.key(1), (6, 32, 32, 3))
-
-
-def token_rows(backbone, text):
-  table = backbone.params
-  for key in TABLE:
-    table = table[key]
-  return np.asarray(table)[backbone.tokenizer.encode(text)]
 
 
 def zeroshot_features(backbone, template, names=NAMES):

@@ -9,10 +9,10 @@ import pytest
 
 from jaxprompt import methods
 from tests.conftest import method_config as config
+from tests.conftest import token_rows
 
 NAMES = ["cat", "dog", "red_circle", "big car"]
 LABELS = jnp.array([0, 1, 2, 3, 0, 2])
-TABLE = ("text_model", "embeddings", "token_embedding", "embedding")
 
 
 def shapes(tree):
@@ -28,13 +28,6 @@ def zeroshot_features(backbone, template, names):
 @pytest.fixture(scope="module")
 def images():
   return jax.random.normal(jax.random.key(1), (6, 32, 32, 3))
-
-
-def token_rows(backbone, text):
-  table = backbone.params
-  for key in TABLE:
-    table = table[key]
-  return np.asarray(table)[backbone.tokenizer.encode(text)]
 
 
 @pytest.fixture(scope="module")
