@@ -13,6 +13,14 @@ import os
 # notice unless the user asked for transformers' warnings.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+
+def flax_only_transformers() -> None:
+  """Our command lines call this first: transformers then skips importing PyTorch and TensorFlow (about 4 s per
+  process). jaxprompt needs only transformers' Flax CLIP classes and reads torch files with torch itself. Not done
+  on `import jaxprompt`, which must leave a user's own transformers (with its PyTorch classes) as it was."""
+  os.environ.setdefault("USE_TORCH", "0")
+  os.environ.setdefault("USE_TF", "0")
+
 __version__ = "0.1.0"
 
 _LAZY = {"load_run": "jaxprompt.predict", "load_export": "jaxprompt.predict", "Classifier": "jaxprompt.predict"}

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import jaxprompt
 from jaxprompt import checkpoint, trees
 
 INPUT_LEAVES = ("ctx", "text_prompts", "labels")
@@ -134,6 +135,7 @@ def token_decoder(tokenizer):
 
 
 def main(argv=None) -> int:
+  jaxprompt.flax_only_transformers()
   parser = argparse.ArgumentParser(prog="python -m jaxprompt.interpret", description=__doc__.split("\n\n")[0])
   parser.add_argument("--prompts", required=True, help="a prompt export (prompts.npz)")
   parser.add_argument("--backbone", default="", help="CLIP the prompts were learnt on (default: the run's config)")

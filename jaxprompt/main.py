@@ -18,6 +18,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+import jaxprompt
 from jaxprompt import checkpoint, train
 from jaxprompt import workdir as workdir_lib
 from jaxprompt.trainers import continual, demo, evaluation, linear_probe, multitask
@@ -94,4 +95,5 @@ def run_main(argv):
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   flags.mark_flags_as_required(["config", "workdir"])
+  jaxprompt.flax_only_transformers()
   sys.exit(app.run(main, flags_parser=parse_flags))

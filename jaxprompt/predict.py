@@ -46,6 +46,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+import jaxprompt
 from jaxprompt import checkpoint as prompt_files
 from jaxprompt import methods, parallel, train
 from jaxprompt import workdir as workdir_files
@@ -414,6 +415,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
+  jaxprompt.flax_only_transformers()
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     return run(args)

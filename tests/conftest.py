@@ -7,9 +7,16 @@ Helpers are plain functions (`from tests.conftest import method_config`); fixtur
 import importlib.util
 import json
 import os
+import shutil
+import tempfile
 
 # Tests see 8 simulated CPU devices so the multi-device paths run everywhere; single-device tests use one of them.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import jaxprompt  # noqa: E402
+
+jaxprompt.flax_only_transformers()  # as our command lines do: transformers without PyTorch (tests that read torch
+# files import torch themselves)
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
@@ -25,6 +32,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_LAYERS = 2  # layers per tower of the tiny random CLIP
 # MmAP shapes that fit the tiny CLIP: text 32 wide, vision 48 wide (gcd 16), 2 layers each.
 TINY_MMAP = dict(b=4, m=2, n=16)
+
+
+def pytest_configure(config):
+  """One XLA compilation cache for the whole session, shared by the xdist workers and the subprocesses tests start
+  (both inherit `JAX_COMPILATION_CACHE_DIR` from this process): many tests compile the same tiny programs. It starts
+  empty in every session, so a run costs what it costs on a fresh clone; a cache the user set is used as it is."""
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the user's, or (in an xdist worker) the controller's
+    return
+  config.jaxprompt_compile_cache = tempfile.mkdtemp(prefix="jaxprompt-tests-xla-cache-")
+  settings = {"jax_compilation_cache_dir": config.jaxprompt_compile_cache,
+              "jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": 0}
+  for name, value in settings.items():
+    os.environ[name.upper()] = str(value)
+    jax.config.update(name, value)
+
+
+def pytest_unconfigure(config):
+  if hasattr(config, "jaxprompt_compile_cache"):
+    shutil.rmtree(config.jaxprompt_compile_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+import jaxprompt
 from jaxprompt.bench import parts as core
 from jaxprompt.bench import shared_prefix as prefix_bench
 from jaxprompt.clip.model import cosine_logits
@@ -325,6 +326,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  jaxprompt.flax_only_transformers()
   args = parse_args(argv)
   names = [n for n in args.methods.split(",") if n]
   paths = [p for p in args.fast_paths.split(",") if p]

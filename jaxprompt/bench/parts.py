@@ -86,24 +86,6 @@ def vit_b16_config(vocab_size: int, layers: int = 12):
       projection_dim=512)
 
 
-def random_params(config, seed: int = 0) -> dict[str, Any]:
-  """A random tree of `FlaxCLIPModel(config)`'s shapes: N(0, 0.02^2) weights, unit LayerNorm scales, zero biases,
-  logit_scale log(100). Cheap (numpy, no model init); numbers meaningless but well-conditioned."""
-  rng = np.random.default_rng(seed)
-  flat = {}
-  for path, shape in weights.flatten(weights.expected_shapes(config)).items():
-    leaf = path.split("/")[-1]
-    if path == "logit_scale":
-      flat[path] = np.asarray(np.log(100.0), np.float32).reshape(shape)
-    elif leaf == "scale":
-      flat[path] = np.ones(shape, np.float32)
-    elif leaf == "bias":
-      flat[path] = np.zeros(shape, np.float32)
-    else:
-      flat[path] = (0.02 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
-  return weights.unflatten(flat)
-
-
 def make_backbone(classnames: Sequence[str], directory: str, *, layers: int = 12, tiny: bool = False,
                   seed: int = 0, extra_words: Sequence[str] = ()) -> weights.Backbone:
   """A random backbone whose word-level vocabulary holds every word of the class names and templates (and
@@ -123,7 +105,7 @@ def make_backbone(classnames: Sequence[str], directory: str, *, layers: int = 12
                                  context_length=77)
   else:
     config = vit_b16_config(vocab_size, layers)
-  params = random_params(config, seed)
+  params = weights.random_params(config, seed, logit_scale=float(np.log(100.0)))
   tokenizer = Tokenizer(hf_tok, config.text_config.max_position_embeddings)
   return weights.Backbone(config, params, tokenizer, source=f"random ({'tiny' if tiny else 'ViT-B/16 shapes'}, "
                                                             f"{layers} layers)")

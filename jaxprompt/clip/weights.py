@@ -509,15 +509,34 @@ TEST_WORDS = ("a photo of a an the this is type pet flower food aircraft texture
               "forest 2012 audi bmw").split()
 
 
+def random_params(config, seed: int = 0, *, logit_scale: float | None = None) -> Params:
+  """A random tree of `FlaxCLIPModel(config)`'s shapes, drawn with numpy (no model init, no compiles): N(0, 0.02^2)
+  weights and embeddings, unit LayerNorm scales, zero biases; logit_scale `logit_scale` (default the config's
+  `logit_scale_init_value`, log(1/0.07), as FlaxCLIPModel initialises it). Deterministic in `seed`."""
+  rng = np.random.default_rng(seed)
+  value = config.logit_scale_init_value if logit_scale is None else logit_scale
+  flat = {}
+  for path, shape in flatten(expected_shapes(config)).items():
+    leaf = path.split("/")[-1]
+    if path == "logit_scale":
+      flat[path] = np.full(shape, value, np.float32)
+    elif leaf == "scale":
+      flat[path] = np.ones(shape, np.float32)
+    elif leaf == "bias":
+      flat[path] = np.zeros(shape, np.float32)
+    else:
+      flat[path] = 0.02 * rng.standard_normal(shape, dtype=np.float32)
+  return unflatten(flat)
+
+
 def random_backbone(directory: str, *, seed: int = 0, words=TEST_WORDS, **config_overrides) -> Backbone:
   """A tiny random CLIP with a word-level test vocabulary written to `directory` (tokenizer files only)."""
-  from transformers import CLIPTokenizer, FlaxCLIPModel  # pylint: disable=g-import-not-at-top
+  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
 
   from jaxprompt.clip.tokenizer import write_vocabulary  # pylint: disable=g-import-not-at-top
 
   write_vocabulary(directory, words)
   hf_tok = CLIPTokenizer.from_pretrained(directory)
   config = tiny_config(vocab_size=len(hf_tok), **config_overrides)
-  params = FlaxCLIPModel(config, seed=seed).params
-  params = check_tree(jax.device_get(params), config, "random_backbone")
+  params = random_params(config, seed)
   return Backbone(config, params, Tokenizer(hf_tok, config.text_config.max_position_embeddings), source="random")

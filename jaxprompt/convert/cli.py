@@ -12,6 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
+import jaxprompt
 from jaxprompt import checkpoint
 from jaxprompt.convert.names import VARIANTS, ConversionError, reference_settings
 from jaxprompt.convert.reference import from_reference, parse_options, to_reference
@@ -81,6 +82,7 @@ def to_reference_command(args, backbone) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs one command; any conversion problem exits with a one-line `error: ...`."""
+  jaxprompt.flax_only_transformers()
   args = parser().parse_args(argv)
   from jaxprompt.clip import weights  # pylint: disable=g-import-not-at-top
 
